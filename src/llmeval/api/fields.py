@@ -1,0 +1,71 @@
+"""Serializer fields that accept only the JSON type they declare.
+
+DRF's stock fields coerce: ``IntegerField`` takes ``"12"`` and ``CharField``
+takes ``12``. An evaluation API is clearer when ``"max_new_tokens": "12"`` is an
+error naming the expected type.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from rest_framework import serializers
+
+# Characters that would let a value add headers to an email or a second recipient.
+_EMAIL_FORBIDDEN = re.compile(r"[\s,;<>\"'()\\\x00-\x1f\x7f]")
+
+
+class StrictCharField(serializers.CharField):
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    default_error_messages = {"invalid": "Must be an integer."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    default_error_messages = {"invalid": "Must be a number."}
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        if not math.isfinite(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class SingleEmailField(serializers.EmailField):
+    """One bare address (``user@example.com``): no display name, list or line break."""
+
+    default_error_messages = {
+        "invalid": "Must be a string holding one email address.",
+        "forbidden_characters": (
+            "Must be one bare email address such as user@example.com, without spaces, "
+            "line breaks, commas, semicolons, quotes or angle brackets."
+        ),
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 254)
+        kwargs["trim_whitespace"] = False
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if _EMAIL_FORBIDDEN.search(data):
+            self.fail("forbidden_characters")
+        value: str = super().to_internal_value(data)
+        return value

@@ -1,0 +1,170 @@
+"""Request validation and response shapes of the evaluation API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxLengthValidator, MaxValueValidator
+from rest_framework import serializers
+
+from llmeval.api.fields import (
+    SingleEmailField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+)
+from llmeval.evaluations.models import Evaluation, Status
+from llmeval.notifications.models import Notification
+from llmeval.providers.registry import ModelSpec, registry
+
+SEED_MAX = 2**32 - 1
+
+
+class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
+    """The body of ``POST /api/evaluate``. Unknown fields are rejected, not ignored."""
+
+    input_prompt = StrictCharField(trim_whitespace=False)
+    recipient_email = SingleEmailField(required=False, allow_null=True, allow_blank=True)
+    model = StrictCharField(required=False)
+    system_prompt = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    max_new_tokens = StrictIntegerField(required=False, min_value=1)
+    temperature = StrictFloatField(required=False, min_value=0.0, max_value=2.0)
+    seed = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=SEED_MAX)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = settings.MAX_PROMPT_CHARS
+        for name in ("input_prompt", "system_prompt"):
+            field = self.fields[name]
+            field.max_length = limit
+            field.validators.append(
+                MaxLengthValidator(
+                    limit,
+                    message=f"Ensure this field has no more than {limit} characters "
+                    "(MAX_PROMPT_CHARS).",
+                )
+            )
+        tokens = self.fields["max_new_tokens"]
+        tokens.max_value = settings.MAX_NEW_TOKENS_LIMIT
+        tokens.validators.append(
+            MaxValueValidator(
+                settings.MAX_NEW_TOKENS_LIMIT,
+                message=f"Ensure this value is less than or equal to {settings.MAX_NEW_TOKENS_LIMIT}.",
+            )
+        )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown field; remove it or check its spelling."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+    def validate_input_prompt(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("This field may not be blank.", code="blank")
+        return value
+
+    def validate_model(self, value: str) -> str:
+        models = registry().models
+        if value not in models:
+            names = ", ".join(sorted(models))
+            raise serializers.ValidationError(
+                f"Unknown model {value!r}. Registered models: {names}. "
+                "GET /api/models lists them.",
+                code="unknown_model",
+            )
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs.setdefault("model", registry().default)
+        attrs.setdefault("max_new_tokens", min(settings.DEFAULT_MAX_NEW_TOKENS, settings.MAX_NEW_TOKENS_LIMIT))
+        attrs.setdefault("temperature", settings.DEFAULT_TEMPERATURE)
+        attrs["recipient_email"] = attrs.get("recipient_email") or ""
+        attrs["system_prompt"] = attrs.get("system_prompt") or ""
+        return attrs
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return registry().get(self.validated_data["model"])
+
+
+class SubmittedSerializer(serializers.ModelSerializer[Evaluation]):
+    message = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Evaluation
+        fields = ("id", "status", "message")
+
+
+class NotificationSerializer(serializers.ModelSerializer[Notification]):
+    error = serializers.CharField(source="last_error")
+
+    class Meta:
+        model = Notification
+        fields = ("status", "attempts", "sent_at", "error")
+
+
+class UsageSerializer(serializers.Serializer[Evaluation]):
+    input_tokens = serializers.IntegerField(allow_null=True)
+    output_tokens = serializers.IntegerField(allow_null=True)
+
+
+class ParametersSerializer(serializers.Serializer[Evaluation]):
+    max_new_tokens = serializers.IntegerField()
+    temperature = serializers.FloatField()
+    seed = serializers.IntegerField(allow_null=True)
+
+
+class EvaluationSerializer(serializers.ModelSerializer[Evaluation]):
+    message = serializers.CharField(read_only=True)
+    parameters = ParametersSerializer(source="*", read_only=True)
+    usage = UsageSerializer(source="*", read_only=True)
+    notification = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Evaluation
+        fields = (
+            "id",
+            "status",
+            "message",
+            "input_prompt",
+            "system_prompt",
+            "model",
+            "parameters",
+            "response",
+            "usage",
+            "latency_ms",
+            "finish_reason",
+            "error",
+            "attempts",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "notification",
+        )
+
+    def get_notification(self, evaluation: Evaluation) -> dict[str, Any] | None:
+        notification = getattr(evaluation, "notification", None)
+        if notification is None:
+            return None
+        return dict(NotificationSerializer(notification).data)
+
+
+class StatusFilterSerializer(serializers.Serializer[dict[str, Any]]):
+    status = serializers.ChoiceField(choices=Status.values, required=False)
+
+
+class ModelSerializer(serializers.Serializer[ModelSpec]):
+    name = serializers.CharField()
+    provider = serializers.CharField()
+    description = serializers.CharField()
+    context_window = serializers.IntegerField(allow_null=True)
+    queue = serializers.CharField()
+    default = serializers.SerializerMethodField()
+
+    def get_default(self, spec: ModelSpec) -> bool:
+        return spec.name == registry().default

@@ -1,0 +1,98 @@
+"""The evaluation API: submit, read and list evaluations, and list the registered models."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import connection
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from llmeval.api.serializers import (
+    EvaluationCreateSerializer,
+    EvaluationSerializer,
+    ModelSerializer,
+    StatusFilterSerializer,
+    SubmittedSerializer,
+)
+from llmeval.evaluations import services
+from llmeval.evaluations.models import Evaluation
+from llmeval.providers.registry import registry
+
+
+class EvaluationCursorPagination(CursorPagination):
+    # UUIDv7 ids sort by creation time, so "-id" is newest first and unique.
+    ordering = "-id"
+    page_size = settings.API_PAGE_SIZE
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class EvaluationListCreateView(APIView):
+    def post(self, request: Request) -> Response:
+        serializer = EvaluationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+
+        evaluation = services.submit(
+            services.Submission(
+                input_prompt=data["input_prompt"],
+                system_prompt=data["system_prompt"],
+                model=data["model"],
+                max_new_tokens=data["max_new_tokens"],
+                temperature=data["temperature"],
+                seed=data.get("seed"),
+                recipient_email=data["recipient_email"],
+                queue=serializer.model_spec.queue,
+            )
+        )
+        location = request.build_absolute_uri(f"/api/evaluate/{evaluation.id}")
+        return Response(
+            SubmittedSerializer(evaluation).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": location},
+        )
+
+    def get(self, request: Request) -> Response:
+        filters = StatusFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+
+        queryset = Evaluation.objects.select_related("notification")
+        if "status" in filters.validated_data:
+            queryset = queryset.filter(status=filters.validated_data["status"])
+
+        paginator = EvaluationCursorPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(EvaluationSerializer(page, many=True).data)
+
+
+class EvaluationDetailView(APIView):
+    def get(self, request: Request, evaluation_id: str) -> Response:
+        try:
+            key = uuid.UUID(evaluation_id)
+        except ValueError:
+            raise NotFound(f"No evaluation with id {evaluation_id!r}.") from None
+
+        evaluation = Evaluation.objects.select_related("notification").filter(pk=key).first()
+        if evaluation is None:
+            raise NotFound(f"No evaluation with id {evaluation_id!r}.")
+        return Response(EvaluationSerializer(evaluation).data)
+
+
+class ModelListView(APIView):
+    def get(self, request: Request) -> Response:
+        models = list(registry().models.values())
+        return Response({"default": registry().default, "results": ModelSerializer(models, many=True).data})
+
+
+class HealthView(APIView):
+    """Report whether the API can reach its database."""
+
+    def get(self, request: Request) -> Response:
+        connection.ensure_connection()
+        return Response({"status": "ok"})

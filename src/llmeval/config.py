@@ -1,0 +1,121 @@
+"""Turn environment variables into the database, broker and email settings.
+
+Standard names come first (``DATABASE_URL``, ``REDIS_URL``, ``RESEND_API_KEY``);
+the names of the original deployment are accepted as aliases.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import dj_database_url
+import dj_email_url
+
+from llmeval.env import Env, ImproperlyConfiguredEnv
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/llmeval"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def database_url(env: Env) -> str:
+    """Return the database URL from ``DATABASE_URL`` or the older ``DATABASE_*`` variables."""
+    url = env.optional_str("DATABASE_URL")
+    if url:
+        return url
+
+    name = env.optional_str("DATABASE_NAME")
+    if not name:
+        return DEFAULT_DATABASE_URL
+
+    user = quote(env.str("DATABASE_USER", "postgres"), safe="")
+    password = env.optional_str("DATABASE_PASS", aliases=("DATABASE_PASSWORD",))
+    host = env.str("DATABASE_HOST", "127.0.0.1", aliases=("HOST",))
+    port = env.int("DATABASE_PORT", 5432, minimum=1, maximum=65535)
+    credentials = user if password is None else f"{user}:{quote(password, safe='')}"
+    return f"postgres://{credentials}@{host}:{port}/{quote(name, safe='')}"
+
+
+def database_settings(env: Env) -> dict[str, Any]:
+    url = database_url(env)
+    config: dict[str, Any] = dict(dj_database_url.parse(url))
+    engine = config.get("ENGINE", "")
+
+    if engine.endswith("sqlite3"):
+        # Several processes (API, workers, beat) share the file: WAL lets readers
+        # run beside one writer, and IMMEDIATE transactions take the write lock at
+        # BEGIN so two writers wait on each other instead of failing to upgrade.
+        config["OPTIONS"] = {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        return config
+
+    if "postgresql" not in engine:
+        raise ImproperlyConfiguredEnv(
+            f"DATABASE_URL uses the unsupported engine {engine!r}: use postgres:// or sqlite://."
+        )
+
+    config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    config["CONN_HEALTH_CHECKS"] = True
+    config.setdefault("OPTIONS", {})
+    config["OPTIONS"]["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+    config["TEST"] = {"NAME": env.optional_str("DATABASE_TEST_NAME")}
+    return config
+
+
+def broker_url(env: Env) -> str:
+    return env.str("CELERY_BROKER_URL", aliases=("REDIS_URL",), default=DEFAULT_REDIS_URL)
+
+
+def broker_transport_options(url: str, var_dir: Path) -> dict[str, Any]:
+    if url.startswith("filesystem://"):
+        folder = var_dir / "broker"
+        for sub in ("queue", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+    return {}
+
+
+def email_settings(env: Env, var_dir: Path) -> dict[str, Any]:
+    """Choose the email backend: Resend when its key is set, SMTP for ``EMAIL_URL``, else files."""
+    resend_key = env.optional_str("RESEND_API_KEY", aliases=("RESEND_API",))
+    if resend_key:
+        anymail: dict[str, Any] = {"RESEND_API_KEY": resend_key}
+        api_url = env.optional_str("RESEND_API_URL")
+        if api_url:
+            anymail["RESEND_API_URL"] = api_url
+        return {
+            "EMAIL_BACKEND": "anymail.backends.resend.EmailBackend",
+            "ANYMAIL": anymail,
+            "EMAIL_PROVIDER": "resend",
+        }
+
+    email_url = env.optional_str("EMAIL_URL")
+    if email_url:
+        parsed = dj_email_url.parse(email_url)
+        return {
+            "EMAIL_BACKEND": parsed["EMAIL_BACKEND"],
+            "EMAIL_HOST": parsed["EMAIL_HOST"],
+            "EMAIL_PORT": parsed["EMAIL_PORT"],
+            "EMAIL_HOST_USER": parsed["EMAIL_HOST_USER"],
+            "EMAIL_HOST_PASSWORD": parsed["EMAIL_HOST_PASSWORD"],
+            "EMAIL_USE_TLS": parsed["EMAIL_USE_TLS"],
+            "EMAIL_USE_SSL": parsed["EMAIL_USE_SSL"],
+            "EMAIL_TIMEOUT": parsed.get("EMAIL_TIMEOUT") or 30,
+            "EMAIL_PROVIDER": "smtp",
+        }
+
+    outbox = Path(env.str("EMAIL_OUTBOX_DIR", str(var_dir / "outbox")))
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(outbox),
+        "EMAIL_PROVIDER": "file",
+    }

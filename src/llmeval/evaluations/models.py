@@ -1,0 +1,76 @@
+"""The evaluation row: one prompt, its parameters, and the outcome of generating an answer."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db import models
+
+from llmeval.ids import uuid7
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED)
+
+STATUS_MESSAGES = {
+    Status.PENDING: "Evaluation request submitted successfully",
+    Status.RUNNING: "Evaluation is running",
+    Status.COMPLETED: "Evaluation completed",
+    Status.FAILED: "Evaluation failed",
+}
+
+
+class Evaluation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+
+    input_prompt = models.TextField()
+    system_prompt = models.TextField(blank=True, default="")
+    model = models.CharField(max_length=200)
+    max_new_tokens = models.PositiveIntegerField()
+    temperature = models.FloatField()
+    seed = models.BigIntegerField(null=True, blank=True)
+
+    response = models.TextField(blank=True, default="")
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True, default="")
+    provider_request_id = models.CharField(max_length=200, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+
+    # attempts counts claims by a worker. lease_expires_at is the deadline of the
+    # current claim: a row still running after it belongs to a lost worker.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["-id"]
+        indexes: ClassVar[list[models.Index]] = [
+            # The list endpoint filters on status and pages by id; the sweeper
+            # scans pending and running rows by age.
+            models.Index(fields=["status", "-id"], name="evaluation_status_id"),
+            models.Index(
+                fields=["status", "queued_at"],
+                name="evaluation_unfinished",
+                condition=models.Q(status__in=["pending", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Evaluation {self.id} ({self.status})"
+
+    @property
+    def message(self) -> str:
+        return STATUS_MESSAGES[Status(self.status)]

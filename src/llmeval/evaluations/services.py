@@ -1,0 +1,172 @@
+"""State changes of an evaluation row: submit, claim, complete, fail, requeue.
+
+Each change is one UPDATE filtered on the state it expects, so two workers
+that receive the same task cannot both act on a row.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from llmeval.evaluations.models import Evaluation, Status
+from llmeval.notifications.models import Notification
+from llmeval.providers.base import Generation
+from llmeval.text import storable_text
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 2000
+LEASE_MARGIN_SECONDS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    input_prompt: str
+    model: str
+    max_new_tokens: int
+    temperature: float
+    queue: str
+    system_prompt: str = ""
+    seed: int | None = None
+    recipient_email: str = ""
+
+
+def submit(submission: Submission) -> Evaluation:
+    """Store a new evaluation and enqueue its generation once the transaction commits."""
+    with transaction.atomic():
+        evaluation = Evaluation.objects.create(
+            input_prompt=submission.input_prompt,
+            system_prompt=submission.system_prompt,
+            model=submission.model,
+            max_new_tokens=submission.max_new_tokens,
+            temperature=submission.temperature,
+            seed=submission.seed,
+        )
+        if submission.recipient_email:
+            Notification.objects.create(
+                evaluation=evaluation, recipient=submission.recipient_email
+            )
+        transaction.on_commit(lambda: enqueue_generation(evaluation.id, submission.queue))
+
+    logger.info("evaluation.submitted evaluation=%s model=%s", evaluation.id, submission.model)
+    return evaluation
+
+
+def enqueue_generation(evaluation_id: uuid.UUID, queue: str) -> bool:
+    """Publish the generation task; return False when the broker cannot be reached.
+
+    A failed publish loses nothing: the row stays pending and the sweeper
+    enqueues it again after the grace period.
+    """
+    from llmeval.evaluations.tasks import generate_evaluation
+
+    try:
+        generate_evaluation.apply_async(
+            args=[str(evaluation_id)],
+            queue=queue,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
+        )
+    except Exception as exc:
+        # kombu raises OperationalError, redis-py ConnectionError or OSError
+        # depending on where the connection fails; all mean "broker unreachable".
+        logger.warning(
+            "evaluation.enqueue_failed evaluation=%s queue=%s error=%s",
+            evaluation_id,
+            queue,
+            type(exc).__name__,
+        )
+        return False
+    return True
+
+
+def claim(evaluation_id: uuid.UUID) -> Evaluation | None:
+    """Move a pending (or abandoned running) row to running; return it, or None if not claimable."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.GENERATION_TIME_LIMIT_SECONDS + LEASE_MARGIN_SECONDS)
+    claimable = Q(status=Status.PENDING) | Q(status=Status.RUNNING, lease_expires_at__lt=now)
+
+    updated = (
+        Evaluation.objects.filter(claimable, pk=evaluation_id)
+        .filter(attempts__lt=settings.GENERATION_MAX_ATTEMPTS)
+        .update(
+            status=Status.RUNNING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=lease,
+            started_at=now,
+        )
+    )
+    if updated != 1:
+        return None
+    return Evaluation.objects.select_related("notification").get(pk=evaluation_id)
+
+
+def complete(evaluation: Evaluation, generation: Generation) -> bool:
+    """Store the generation and mark the row completed; enqueue its email after commit."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = _owned(evaluation).update(
+            status=Status.COMPLETED,
+            response=storable_text(generation.text),
+            input_tokens=generation.input_tokens,
+            output_tokens=generation.output_tokens,
+            latency_ms=generation.latency_ms,
+            finish_reason=generation.finish_reason[:32],
+            provider_request_id=generation.request_id[:200],
+            error="",
+            lease_expires_at=None,
+            completed_at=now,
+        )
+        if updated:
+            _notify_after_commit(evaluation)
+    return updated == 1
+
+
+def fail(evaluation: Evaluation, error: str) -> bool:
+    """Mark the row failed with a readable error; enqueue its email after commit."""
+    with transaction.atomic():
+        updated = _owned(evaluation).update(
+            status=Status.FAILED,
+            error=storable_text(error)[:MAX_ERROR_CHARS],
+            lease_expires_at=None,
+            completed_at=timezone.now(),
+        )
+        if updated:
+            _notify_after_commit(evaluation)
+    return updated == 1
+
+
+def release_for_retry(evaluation: Evaluation, error: str) -> bool:
+    """Put a running row back to pending after a transient error, keeping the error."""
+    updated = _owned(evaluation).update(
+        status=Status.PENDING,
+        error=storable_text(error)[:MAX_ERROR_CHARS],
+        lease_expires_at=None,
+        queued_at=timezone.now(),
+    )
+    return updated == 1
+
+
+def _owned(evaluation: Evaluation) -> QuerySet[Evaluation]:
+    """Filter on this worker's claim, so a stale worker never overwrites a newer attempt."""
+    return Evaluation.objects.filter(
+        pk=evaluation.pk, status=Status.RUNNING, attempts=evaluation.attempts
+    )
+
+
+def _notify_after_commit(evaluation: Evaluation) -> None:
+    notification = getattr(evaluation, "notification", None)
+    if notification is None:
+        return
+
+    from llmeval.notifications.services import enqueue_notification
+
+    transaction.on_commit(lambda: enqueue_notification(notification.id))

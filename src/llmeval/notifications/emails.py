@@ -1,0 +1,39 @@
+"""Render the completion email of an evaluation, as plain text and HTML."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+
+from llmeval.evaluations.models import Evaluation
+from llmeval.notifications.models import Notification
+from llmeval.text import excerpt
+
+PROMPT_EXCERPT_CHARS = 300
+RESPONSE_EXCERPT_CHARS = 1500
+SUBJECT_PROMPT_CHARS = 60
+
+
+def build_message(notification: Notification) -> EmailMultiAlternatives:
+    evaluation: Evaluation = notification.evaluation
+    context = {
+        "evaluation": evaluation,
+        "status": evaluation.status,
+        "prompt_excerpt": excerpt(evaluation.input_prompt, PROMPT_EXCERPT_CHARS),
+        "response_excerpt": excerpt(evaluation.response, RESPONSE_EXCERPT_CHARS),
+        "result_url": f"{settings.PUBLIC_BASE_URL}/api/evaluate/{evaluation.id}",
+    }
+    prompt_line = " ".join(evaluation.input_prompt.split())
+    subject = f"Evaluation {evaluation.status}: {excerpt(prompt_line, SUBJECT_PROMPT_CHARS)}"
+
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("notifications/evaluation_finished.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[notification.recipient],
+    )
+    message.attach_alternative(
+        render_to_string("notifications/evaluation_finished.html", context), "text/html"
+    )
+    return message

@@ -1,0 +1,149 @@
+"""Django settings, read from the environment (and a ``.env`` file in the working directory)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from llmeval import config
+from llmeval.celery_config import celery_settings
+from llmeval.env import Env, ImproperlyConfiguredEnv
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# LLMEVAL_ENV_FILE names the .env file to read; set it empty to read none.
+_env_file = os.environ.get("LLMEVAL_ENV_FILE", ".env")
+env = Env.with_dotenv(Path(_env_file)) if _env_file else Env()
+
+VAR_DIR = Path(env.str("LLMEVAL_VAR_DIR", str(Path.cwd() / "var")))
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", aliases=("DJANGO_SECRET_KEY",))
+if not SECRET_KEY:
+    if not DEBUG and env.bool("LLMEVAL_REQUIRE_SECRET_KEY", default=False):
+        raise ImproperlyConfiguredEnv("SECRET_KEY is required when DEBUG is off.")
+    # NOTE: a development default; production deployments set SECRET_KEY.
+    SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"  # noqa: S105
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "anymail",
+    "llmeval.evaluations",
+    "llmeval.notifications",
+    "llmeval.api",
+]
+
+MIDDLEWARE = [
+    "llmeval.api.middleware.ApiBodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "llmeval.urls"
+WSGI_APPLICATION = "llmeval.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": config.database_settings(env)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# Request limits. The API answers 413 above the body limit and 400 above the prompt limit.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 262_144, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+MAX_PROMPT_CHARS = env.int("MAX_PROMPT_CHARS", 32_000, minimum=1)
+MAX_NEW_TOKENS_LIMIT = env.int("MAX_NEW_TOKENS_LIMIT", 4096, minimum=1)
+DEFAULT_MAX_NEW_TOKENS = env.int("DEFAULT_MAX_NEW_TOKENS", 256, minimum=1)
+DEFAULT_TEMPERATURE = env.float("DEFAULT_TEMPERATURE", 0.7, minimum=0.0, maximum=2.0)
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+REST_FRAMEWORK = {
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "llmeval.api.errors.api_exception_handler",
+}
+API_PAGE_SIZE = env.int("API_PAGE_SIZE", 50, minimum=1, maximum=200)
+
+# Models are registered by name in a TOML file; the packaged file is the default.
+MODELS_FILE = Path(env.str("LLMEVAL_MODELS_FILE", str(PACKAGE_DIR / "models.toml")))
+DEFAULT_MODEL = env.optional_str("DEFAULT_MODEL")
+HF_TOKEN = env.optional_str("HF_TOKEN", aliases=("HUGGING_SPACE_API", "HUGGING_FACE_HUB_TOKEN"))
+HF_ROUTER_URL = env.str("HF_ROUTER_URL", "https://router.huggingface.co/v1").rstrip("/")
+PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", 120.0, minimum=1.0)
+LOCAL_MODEL_THREADS = env.int("LOCAL_MODEL_THREADS", 0, minimum=0)
+
+# Workers.
+GENERATION_MAX_ATTEMPTS = env.int("GENERATION_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
+GENERATION_TIME_LIMIT_SECONDS = env.int("GENERATION_TIME_LIMIT_SECONDS", 600, minimum=10)
+SWEEPER_INTERVAL_SECONDS = env.int("SWEEPER_INTERVAL_SECONDS", 60, minimum=1)
+PENDING_GRACE_SECONDS = env.int("PENDING_GRACE_SECONDS", 300, minimum=1)
+
+_broker_url = config.broker_url(env)
+globals().update(
+    celery_settings(
+        broker_url=_broker_url,
+        transport_options=config.broker_transport_options(_broker_url, VAR_DIR),
+        time_limit=GENERATION_TIME_LIMIT_SECONDS,
+        sweeper_interval=SWEEPER_INTERVAL_SECONDS,
+    )
+)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
+
+# Email.
+_email = config.email_settings(env, VAR_DIR)
+EMAIL_PROVIDER: str = _email.pop("EMAIL_PROVIDER")
+globals().update(_email)
+DEFAULT_FROM_EMAIL = env.str("EMAIL_FROM", "LLM Eval <evaluations@localhost>")
+
+LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR"])
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

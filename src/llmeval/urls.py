@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import path, re_path
+
+from llmeval.api import views
+
+# Every API path matches with and without a trailing slash, without a redirect.
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    re_path(r"^api/evaluate/?$", views.EvaluationListCreateView.as_view(), name="evaluation-list"),
+    re_path(
+        r"^api/evaluate/(?P<evaluation_id>[^/]+)/?$",
+        views.EvaluationDetailView.as_view(),
+        name="evaluation-detail",
+    ),
+    re_path(r"^api/models/?$", views.ModelListView.as_view(), name="model-list"),
+    re_path(r"^api/health/?$", views.HealthView.as_view(), name="health"),
+]
+
+handler404 = "llmeval.api.errors.json_not_found"
+handler500 = "llmeval.api.errors.json_server_error"
