@@ -85,37 +85,37 @@ def broker_transport_options(url: str, var_dir: Path) -> dict[str, Any]:
 
 
 def email_settings(env: Env, var_dir: Path) -> dict[str, Any]:
-    """Choose the email backend: Resend when its key is set, SMTP for ``EMAIL_URL``, else files."""
+    """Build Django's ``MAILERS``: Resend with a key, SMTP with ``EMAIL_URL``, else files."""
     resend_key = env.optional_str("RESEND_API_KEY", aliases=("RESEND_API",))
     if resend_key:
-        anymail: dict[str, Any] = {"RESEND_API_KEY": resend_key}
+        options: dict[str, Any] = {"api_key": resend_key}
         api_url = env.optional_str("RESEND_API_URL")
         if api_url:
-            anymail["RESEND_API_URL"] = api_url
-        return {
-            "EMAIL_BACKEND": "anymail.backends.resend.EmailBackend",
-            "ANYMAIL": anymail,
-            "EMAIL_PROVIDER": "resend",
-        }
+            options["api_url"] = api_url
+        return _mailer("resend", "anymail.backends.resend.EmailBackend", options)
 
     email_url = env.optional_str("EMAIL_URL")
     if email_url:
         parsed = dj_email_url.parse(email_url)
-        return {
-            "EMAIL_BACKEND": parsed["EMAIL_BACKEND"],
-            "EMAIL_HOST": parsed["EMAIL_HOST"],
-            "EMAIL_PORT": parsed["EMAIL_PORT"],
-            "EMAIL_HOST_USER": parsed["EMAIL_HOST_USER"],
-            "EMAIL_HOST_PASSWORD": parsed["EMAIL_HOST_PASSWORD"],
-            "EMAIL_USE_TLS": parsed["EMAIL_USE_TLS"],
-            "EMAIL_USE_SSL": parsed["EMAIL_USE_SSL"],
-            "EMAIL_TIMEOUT": parsed.get("EMAIL_TIMEOUT") or 30,
-            "EMAIL_PROVIDER": "smtp",
+        smtp_options = {
+            "host": parsed["EMAIL_HOST"],
+            "port": parsed["EMAIL_PORT"],
+            "username": parsed["EMAIL_HOST_USER"],
+            "password": parsed["EMAIL_HOST_PASSWORD"],
+            "use_tls": parsed["EMAIL_USE_TLS"],
+            "use_ssl": parsed["EMAIL_USE_SSL"],
+            "timeout": parsed.get("EMAIL_TIMEOUT") or 30,
         }
+        return _mailer("smtp", "django.core.mail.backends.smtp.EmailBackend", smtp_options)
 
     outbox = Path(env.str("EMAIL_OUTBOX_DIR", str(var_dir / "outbox")))
+    return _mailer(
+        "file", "django.core.mail.backends.filebased.EmailBackend", {"file_path": str(outbox)}
+    )
+
+
+def _mailer(provider: str, backend: str, options: dict[str, Any]) -> dict[str, Any]:
     return {
-        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "EMAIL_FILE_PATH": str(outbox),
-        "EMAIL_PROVIDER": "file",
+        "EMAIL_PROVIDER": provider,
+        "MAILERS": {"default": {"BACKEND": backend, "OPTIONS": options}},
     }

@@ -8,6 +8,7 @@ value (the convention Docker and Kubernetes secrets use).
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,20 +26,22 @@ class ImproperlyConfiguredEnv(ValueError):
 class Env:
     """Read typed values from a mapping of environment variables."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, builtins.str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
     @classmethod
     def with_dotenv(cls, path: Path) -> Env:
         """Build an ``Env`` where the process environment wins over a ``.env`` file."""
-        merged: dict[str, str] = {}
+        merged: dict[str, builtins.str] = {}
         if path.is_file():
             merged.update({key: value for key, value in dotenv_values(path).items() if value})
         merged.update(os.environ)
         return cls(merged)
 
-    def raw(self, name: str, aliases: Sequence[str] = ()) -> tuple[str, str] | None:
-        """Return ``(variable name, value)`` for the first of ``name`` and its aliases that is set."""
+    def raw(
+        self, name: builtins.str, aliases: Sequence[builtins.str] = ()
+    ) -> tuple[str, builtins.str] | None:
+        """Return ``(variable, value)`` for the first of ``name`` and its aliases that is set."""
         for candidate in (name, *aliases):
             value = self._environ.get(candidate)
             if value is not None and value != "":
@@ -49,18 +52,27 @@ class Env:
                 return f"{candidate}_FILE", _read_secret_file(candidate, file_path)
         return None
 
-    def is_set(self, name: str, aliases: Sequence[str] = ()) -> bool:
+    def is_set(self, name: builtins.str, aliases: Sequence[builtins.str] = ()) -> builtins.bool:
         return self.raw(name, aliases) is not None
 
-    def str(self, name: str, default: str = "", aliases: Sequence[str] = ()) -> str:
+    def str(
+        self, name: builtins.str, default: builtins.str = "", aliases: Sequence[builtins.str] = ()
+    ) -> builtins.str:
         found = self.raw(name, aliases)
         return default if found is None else found[1]
 
-    def optional_str(self, name: str, aliases: Sequence[str] = ()) -> str | None:
+    def optional_str(
+        self, name: builtins.str, aliases: Sequence[builtins.str] = ()
+    ) -> builtins.str | None:
         found = self.raw(name, aliases)
         return None if found is None else found[1]
 
-    def bool(self, name: str, default: bool = False, aliases: Sequence[str] = ()) -> bool:
+    def bool(
+        self,
+        name: builtins.str,
+        default: builtins.bool = False,
+        aliases: Sequence[builtins.str] = (),
+    ) -> builtins.bool:
         found = self.raw(name, aliases)
         if found is None:
             return default
@@ -77,13 +89,13 @@ class Env:
 
     def int(
         self,
-        name: str,
-        default: int,
+        name: builtins.str,
+        default: builtins.int,
         *,
-        minimum: int | None = None,
-        maximum: int | None = None,
-        aliases: Sequence[str] = (),
-    ) -> int:
+        minimum: builtins.int | None = None,
+        maximum: builtins.int | None = None,
+        aliases: Sequence[builtins.str] = (),
+    ) -> builtins.int:
         found = self.raw(name, aliases)
         if found is None:
             return default
@@ -98,12 +110,12 @@ class Env:
 
     def float(
         self,
-        name: str,
-        default: float,
+        name: builtins.str,
+        default: builtins.float,
         *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-    ) -> float:
+        minimum: builtins.float | None = None,
+        maximum: builtins.float | None = None,
+    ) -> builtins.float:
         found = self.raw(name)
         if found is None:
             return default
@@ -116,14 +128,21 @@ class Env:
         _check_range(variable, number, minimum, maximum)
         return number
 
-    def list(self, name: str, default: Sequence[str] = (), aliases: Sequence[str] = ()) -> list[str]:
+    def list(
+        self,
+        name: builtins.str,
+        default: Sequence[builtins.str] = (),
+        aliases: Sequence[builtins.str] = (),
+    ) -> builtins.list[builtins.str]:
         """Read a comma-separated list, dropping empty items and surrounding spaces."""
         found = self.raw(name, aliases)
         if found is None:
             return list(default)
         return [item.strip() for item in found[1].split(",") if item.strip()]
 
-    def choice(self, name: str, default: str, choices: Sequence[str]) -> str:
+    def choice(
+        self, name: builtins.str, default: builtins.str, choices: Sequence[builtins.str]
+    ) -> builtins.str:
         value = self.str(name, default)
         if value not in choices:
             allowed = ", ".join(choices)

@@ -100,7 +100,9 @@ def ensure_postgres_database(env: object) -> None:
     admin_url = parts._replace(path="/postgres").geturl()
     try:
         with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
                 logger.info("created PostgreSQL database %s", name)
@@ -129,31 +131,75 @@ def build_components(host: str, port: int, env: object) -> list[Component]:
         Component(
             "api",
             [
-                python, "-m", "gunicorn", "llmeval.wsgi:application",
-                "--bind", f"{host}:{port}",
-                "--workers", str(api_workers),
-                "--worker-class", "gthread",
-                "--threads", "8",
-                "--access-logfile", "-",
+                python,
+                "-m",
+                "gunicorn",
+                "llmeval.wsgi:application",
+                "--bind",
+                f"{host}:{port}",
+                "--workers",
+                str(api_workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+                "--access-logfile",
+                "-",
             ],
             f"http://{host}:{port}/api/evaluate",
         ),
         Component(
             "worker-local",
-            [*celery, "worker", "-Q", "generate.local", "--pool", "prefork",
-             "--concurrency", "1", "-n", "local@%h", "--loglevel", "INFO"],
+            [
+                *celery,
+                "worker",
+                "-Q",
+                "generate.local",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "-n",
+                "local@%h",
+                "--loglevel",
+                "INFO",
+            ],
             "queue generate.local (one process, one loaded model)",
         ),
         Component(
             "worker-remote",
-            [*celery, "worker", "-Q", "generate.remote", "--pool", "threads",
-             "--concurrency", str(remote_concurrency), "-n", "remote@%h", "--loglevel", "INFO"],
+            [
+                *celery,
+                "worker",
+                "-Q",
+                "generate.remote",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(remote_concurrency),
+                "-n",
+                "remote@%h",
+                "--loglevel",
+                "INFO",
+            ],
             f"queue generate.remote ({remote_concurrency} threads)",
         ),
         Component(
             "worker-notify",
-            [*celery, "worker", "-Q", "notify,maintenance", "--pool", "threads",
-             "--concurrency", "4", "-n", "notify@%h", "--loglevel", "INFO"],
+            [
+                *celery,
+                "worker",
+                "-Q",
+                "notify,maintenance",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "4",
+                "-n",
+                "notify@%h",
+                "--loglevel",
+                "INFO",
+            ],
             "queues notify and maintenance (4 threads)",
         ),
         Component(
@@ -176,8 +222,12 @@ def supervise(components: list[Component]) -> int:
 
     for component in components:
         processes[component.name] = subprocess.Popen(component.argv)  # noqa: S603
-        logger.info("started %s (pid %s): %s", component.name, processes[component.name].pid,
-                    component.listens_on)
+        logger.info(
+            "started %s (pid %s): %s",
+            component.name,
+            processes[component.name].pid,
+            component.listens_on,
+        )
 
     exit_code = 0
     while not stopping.is_set():

@@ -11,6 +11,11 @@ from celery import Task
 from llmeval.celery import app
 from llmeval.celery_config import MAX_RETRY_DELAY_SECONDS
 
+# Default queue of each project task. A caller may still pass ``queue=`` to
+# apply_async, as generation does to pick the local or remote queue.
+_ROUTES: dict[str, dict[str, str]] = {}
+app.conf.task_routes = (_ROUTES,)
+
 
 def project_task(
     *,
@@ -24,10 +29,10 @@ def project_task(
     countdown), never by Celery's ``autoretry_for``, so each retry decision sits
     beside the error that caused it.
     """
+    _ROUTES[name] = {"queue": queue}
     options: dict[str, Any] = {
         "bind": True,
         "name": name,
-        "queue": queue,
         "ignore_result": True,
         "acks_late": True,
         "reject_on_worker_lost": True,

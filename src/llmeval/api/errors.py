@@ -1,4 +1,7 @@
-"""One JSON error shape for the API: DRF field errors for validation, ``{"detail": ...}`` otherwise."""
+"""One JSON error shape for the API.
+
+Validation errors keep DRF's field-keyed shape; every other error is ``{"detail": ...}``.
+"""
 
 from __future__ import annotations
 
@@ -39,8 +42,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     logger.exception("api.internal_error error_id=%s", error_id)
     kind = "database error" if isinstance(exc, DatabaseError) else "internal error"
     return Response(
-        {"detail": f"An {kind} occurred. Quote error id {error_id} when reporting it.",
-         "error_id": error_id},
+        {
+            "detail": f"An {kind} occurred. Quote error id {error_id} when reporting it.",
+            "error_id": error_id,
+        },
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
 
@@ -62,7 +67,9 @@ def json_server_error(request: HttpRequest) -> JsonResponse:
     error_id = uuid.uuid4().hex
     logger.error("api.internal_error error_id=%s path=%s", error_id, request.path)
     return JsonResponse(
-        {"detail": f"An internal error occurred. Quote error id {error_id} when reporting it.",
-         "error_id": error_id},
+        {
+            "detail": f"An internal error occurred. Quote error id {error_id} when reporting it.",
+            "error_id": error_id,
+        },
         status=500,
     )

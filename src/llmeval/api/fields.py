@@ -50,7 +50,7 @@ class SingleEmailField(serializers.EmailField):
     """One bare address (``user@example.com``): no display name, list or line break."""
 
     default_error_messages = {
-        "invalid": "Must be a string holding one email address.",
+        "not_a_string": "Must be a string holding one email address.",
         "forbidden_characters": (
             "Must be one bare email address such as user@example.com, without spaces, "
             "line breaks, commas, semicolons, quotes or angle brackets."
@@ -64,7 +64,7 @@ class SingleEmailField(serializers.EmailField):
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
-            self.fail("invalid")
+            self.fail("not_a_string")
         if _EMAIL_FORBIDDEN.search(data):
             self.fail("forbidden_characters")
         value: str = super().to_internal_value(data)

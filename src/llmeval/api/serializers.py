@@ -36,21 +36,18 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
         super().__init__(*args, **kwargs)
         limit = settings.MAX_PROMPT_CHARS
         for name in ("input_prompt", "system_prompt"):
-            field = self.fields[name]
-            field.max_length = limit
-            field.validators.append(
+            self.fields[name].validators.append(
                 MaxLengthValidator(
                     limit,
                     message=f"Ensure this field has no more than {limit} characters "
                     "(MAX_PROMPT_CHARS).",
                 )
             )
-        tokens = self.fields["max_new_tokens"]
-        tokens.max_value = settings.MAX_NEW_TOKENS_LIMIT
-        tokens.validators.append(
+        self.fields["max_new_tokens"].validators.append(
             MaxValueValidator(
                 settings.MAX_NEW_TOKENS_LIMIT,
-                message=f"Ensure this value is less than or equal to {settings.MAX_NEW_TOKENS_LIMIT}.",
+                message="Ensure this value is less than or equal to "
+                f"{settings.MAX_NEW_TOKENS_LIMIT} (MAX_NEW_TOKENS_LIMIT).",
             )
         )
 
@@ -61,7 +58,8 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
                 raise serializers.ValidationError(
                     {name: ["Unknown field; remove it or check its spelling."] for name in unknown}
                 )
-        return super().to_internal_value(data)
+        validated: dict[str, Any] = super().to_internal_value(data)
+        return validated
 
     def validate_input_prompt(self, value: str) -> str:
         if not value.strip():
@@ -73,15 +71,16 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
         if value not in models:
             names = ", ".join(sorted(models))
             raise serializers.ValidationError(
-                f"Unknown model {value!r}. Registered models: {names}. "
-                "GET /api/models lists them.",
+                f"Unknown model {value!r}. Registered models: {names}. GET /api/models lists them.",
                 code="unknown_model",
             )
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs.setdefault("model", registry().default)
-        attrs.setdefault("max_new_tokens", min(settings.DEFAULT_MAX_NEW_TOKENS, settings.MAX_NEW_TOKENS_LIMIT))
+        attrs.setdefault(
+            "max_new_tokens", min(settings.DEFAULT_MAX_NEW_TOKENS, settings.MAX_NEW_TOKENS_LIMIT)
+        )
         attrs.setdefault("temperature", settings.DEFAULT_TEMPERATURE)
         attrs["recipient_email"] = attrs.get("recipient_email") or ""
         attrs["system_prompt"] = attrs.get("system_prompt") or ""
@@ -164,7 +163,7 @@ class ModelSerializer(serializers.Serializer[ModelSpec]):
     description = serializers.CharField()
     context_window = serializers.IntegerField(allow_null=True)
     queue = serializers.CharField()
-    default = serializers.SerializerMethodField()
+    default = serializers.SerializerMethodField(method_name="is_default_model")
 
-    def get_default(self, spec: ModelSpec) -> bool:
+    def is_default_model(self, spec: ModelSpec) -> bool:
         return spec.name == registry().default

@@ -86,8 +86,9 @@ class EvaluationDetailView(APIView):
 
 class ModelListView(APIView):
     def get(self, request: Request) -> Response:
-        models = list(registry().models.values())
-        return Response({"default": registry().default, "results": ModelSerializer(models, many=True).data})
+        models = registry()
+        results = [ModelSerializer(spec).data for spec in models.models.values()]
+        return Response({"default": models.default, "results": results})
 
 
 class HealthView(APIView):

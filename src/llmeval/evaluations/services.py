@@ -51,9 +51,7 @@ def submit(submission: Submission) -> Evaluation:
             seed=submission.seed,
         )
         if submission.recipient_email:
-            Notification.objects.create(
-                evaluation=evaluation, recipient=submission.recipient_email
-            )
+            Notification.objects.create(evaluation=evaluation, recipient=submission.recipient_email)
         transaction.on_commit(lambda: enqueue_generation(evaluation.id, submission.queue))
 
     logger.info("evaluation.submitted evaluation=%s model=%s", evaluation.id, submission.model)
@@ -70,7 +68,7 @@ def enqueue_generation(evaluation_id: uuid.UUID, queue: str) -> bool:
 
     try:
         generate_evaluation.apply_async(
-            args=[str(evaluation_id)],
+            args=(str(evaluation_id),),
             queue=queue,
             retry=True,
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},

@@ -78,10 +78,14 @@ def _request_for(evaluation: Evaluation) -> GenerationRequest:
     )
 
 
-def _handle_provider_error(task: Task[Any, Any], evaluation: Evaluation, exc: ProviderError) -> None:
+def _handle_provider_error(
+    task: Task[Any, Any], evaluation: Evaluation, exc: ProviderError
+) -> None:
     attempts_left = evaluation.attempts < settings.GENERATION_MAX_ATTEMPTS
     if exc.permanent or not attempts_left:
-        reason = str(exc) if exc.permanent else f"{exc} (gave up after {evaluation.attempts} attempts)"
+        reason = (
+            str(exc) if exc.permanent else f"{exc} (gave up after {evaluation.attempts} attempts)"
+        )
         services.fail(evaluation, reason)
         logger.warning(
             "evaluation.failed evaluation=%s attempts=%s permanent=%s error=%s",
@@ -121,9 +125,11 @@ def sweep_evaluations(self: Task[Any, Any]) -> None:
 
     grace = timedelta(seconds=settings.PENDING_GRACE_SECONDS)
     stale_pending = Evaluation.objects.filter(status=Status.PENDING, queued_at__lt=now - grace)
-    candidates = list(
-        stale_pending.values_list("id", "model")[:1000]
-    ) + list(abandoned.filter(attempts__lt=settings.GENERATION_MAX_ATTEMPTS).values_list("id", "model")[:1000])
+    candidates = list(stale_pending.values_list("id", "model")[:1000]) + list(
+        abandoned.filter(attempts__lt=settings.GENERATION_MAX_ATTEMPTS).values_list("id", "model")[
+            :1000
+        ]
+    )
 
     for evaluation_id, model_name in candidates:
         Evaluation.objects.filter(pk=evaluation_id, status=Status.PENDING).update(queued_at=now)
@@ -132,7 +138,11 @@ def sweep_evaluations(self: Task[Any, Any]) -> None:
         except ModelConfigError:
             Evaluation.objects.filter(pk=evaluation_id).exclude(
                 status__in=[Status.COMPLETED, Status.FAILED]
-            ).update(status=Status.FAILED, error=f"model {model_name!r} is no longer registered", completed_at=now)
+            ).update(
+                status=Status.FAILED,
+                error=f"model {model_name!r} is no longer registered",
+                completed_at=now,
+            )
             continue
         if services.enqueue_generation(evaluation_id, queue):
             requeued += 1

@@ -23,7 +23,7 @@ def enqueue_notification(notification_id: uuid.UUID) -> bool:
 
     try:
         send_notification.apply_async(
-            args=[str(notification_id)],
+            args=(str(notification_id),),
             retry=True,
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
         )

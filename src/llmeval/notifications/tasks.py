@@ -71,9 +71,13 @@ def _send(notification: Notification) -> str:
     except AnymailAPIError as exc:
         raise NotificationSendError(f"email provider error: {exc}", permanent=True) from None
     except smtplib.SMTPRecipientsRefused as exc:
-        raise NotificationSendError(f"the SMTP server refused the recipient: {exc}", permanent=True) from None
+        raise NotificationSendError(
+            f"the SMTP server refused the recipient: {exc}", permanent=True
+        ) from None
     except (smtplib.SMTPException, OSError) as exc:
-        raise NotificationSendError(f"sending failed: {type(exc).__name__}: {exc}", permanent=False) from None
+        raise NotificationSendError(
+            f"sending failed: {type(exc).__name__}: {exc}", permanent=False
+        ) from None
 
     status = getattr(message, "anymail_status", None)
     return str(getattr(status, "message_id", None) or "")
@@ -90,7 +94,9 @@ def _retry_after(exc: AnymailRequestsAPIError) -> float | None:
         return None
 
 
-def _handle_send_error(task: Task[Any, Any], notification: Notification, exc: NotificationSendError) -> None:
+def _handle_send_error(
+    task: Task[Any, Any], notification: Notification, exc: NotificationSendError
+) -> None:
     if exc.permanent or notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
         services.mark_failed(notification, str(exc))
         logger.warning(

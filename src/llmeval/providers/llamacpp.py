@@ -36,6 +36,10 @@ class LlamaCppProvider(Provider):
     def generate(self, request: GenerationRequest) -> Generation:
         with _lock:
             llama = self._load()
+            # Evaluate every prompt from an empty context. Reusing the previous
+            # request's cached prefix changes the logits slightly, and then the
+            # same seed no longer reproduces the same answer.
+            llama.reset()
             started = time.perf_counter()
             try:
                 result = llama.create_chat_completion(

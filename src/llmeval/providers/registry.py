@@ -19,7 +19,6 @@ ProviderKind = Literal["llamacpp", "huggingface"]
 PROVIDER_KINDS: tuple[ProviderKind, ...] = ("llamacpp", "huggingface")
 
 
-
 class ModelConfigError(ValueError):
     """The models file is missing, unreadable or has an invalid entry."""
 
@@ -64,7 +63,9 @@ def load_registry(path: Path | None = None, default_override: str | None = None)
     try:
         data = tomllib.loads(models_file.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ModelConfigError(f"Cannot read the models file {models_file}: {exc.strerror}.") from None
+        raise ModelConfigError(
+            f"Cannot read the models file {models_file}: {exc.strerror}."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ModelConfigError(f"The models file {models_file} is not valid TOML: {exc}.") from None
 
@@ -75,11 +76,11 @@ def load_registry(path: Path | None = None, default_override: str | None = None)
     models = {
         name: _parse_model(name, entry, models_file.parent) for name, entry in entries.items()
     }
-    default = default_override or settings.DEFAULT_MODEL or data.get("default") or next(iter(models))
+    default = (
+        default_override or settings.DEFAULT_MODEL or data.get("default") or next(iter(models))
+    )
     if default not in models:
-        raise ModelConfigError(
-            f"The default model {default!r} is not registered in {models_file}."
-        )
+        raise ModelConfigError(f"The default model {default!r} is not registered in {models_file}.")
     return Registry(models=models, default=default)
 
 
@@ -94,7 +95,8 @@ def _parse_model(name: str, entry: Any, base_dir: Path) -> ModelSpec:
     provider = entry.get("provider")
     if provider not in PROVIDER_KINDS:
         raise ModelConfigError(
-            f"Model {name!r}: provider {provider!r} is invalid; use one of {', '.join(PROVIDER_KINDS)}."
+            f"Model {name!r}: provider {provider!r} is invalid; "
+            f"use one of {', '.join(PROVIDER_KINDS)}."
         )
 
     context_window = entry.get("context_window")

@@ -1,0 +1,87 @@
+"""The completion email through django-anymail's Resend backend, against a local fake Resend API."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmeval.evaluations.models import Evaluation, Status
+from llmeval.notifications.models import Notification
+from llmeval.notifications.tasks import send_notification
+from tests.fakes.http import RecordingServer, Reply
+from tests.fakes.providers import resend_accepted
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def fake_resend(settings):
+    server = RecordingServer(resend_accepted).start()
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "anymail.backends.resend.EmailBackend",
+            "OPTIONS": {"api_key": "re_test_key", "api_url": f"{server.url}/"},
+        }
+    }
+    settings.DEFAULT_FROM_EMAIL = "Evals <evals@example.com>"
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def finished_notification() -> Notification:
+    evaluation = Evaluation.objects.create(
+        input_prompt="explain generators in python",
+        model="smollm2-135m-instruct",
+        max_new_tokens=32,
+        temperature=0.7,
+        status=Status.COMPLETED,
+        response="A generator yields values lazily.",
+        input_tokens=12,
+        output_tokens=7,
+        latency_ms=250,
+    )
+    return Notification.objects.create(evaluation=evaluation, recipient="dev@example.com")
+
+
+def test_resend_payload_and_headers(fake_resend, finished_notification):
+    send_notification.apply(args=(str(finished_notification.id),))
+
+    [request] = fake_resend.recorded()
+    assert request.path == "/emails"
+    assert request.headers["authorization"] == "Bearer re_test_key"
+    assert request.headers["content-type"] == "application/json"
+    payload = request.json()
+    assert payload["from"] == "Evals <evals@example.com>"
+    assert payload["to"] == ["dev@example.com"]
+    assert payload["subject"] == "Evaluation completed: explain generators in python"
+    assert "A generator yields values lazily." in payload["text"]
+    assert "A generator yields values lazily." in payload["html"]
+    assert f"/api/evaluate/{finished_notification.evaluation_id}" in payload["text"]
+
+    finished_notification.refresh_from_db()
+    assert finished_notification.status == "sent"
+    assert finished_notification.provider_message_id.startswith("resend-")
+    assert finished_notification.attempts == 1
+
+
+def test_resend_validation_error_is_not_retried(fake_resend, finished_notification):
+    fake_resend.reset(
+        lambda request: Reply(
+            status=422,
+            body={"statusCode": 422, "name": "validation_error", "message": "Invalid `to` field."},
+        )
+    )
+
+    send_notification.apply(args=(str(finished_notification.id),))
+
+    finished_notification.refresh_from_db()
+    assert finished_notification.status == "failed"
+    assert "422" in finished_notification.last_error
+    assert len(fake_resend.recorded()) == 1
+
+
+def test_sent_notification_is_not_sent_again(fake_resend, finished_notification):
+    send_notification.apply(args=(str(finished_notification.id),))
+    send_notification.apply(args=(str(finished_notification.id),))
+
+    assert len(fake_resend.recorded()) == 1
