@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 
 from llmeval.celery import app as celery_app
 from llmeval.evaluations.models import Evaluation
+from llmeval.notifications.models import Notification
 from llmeval.providers.registry import load_registry
 from tests.fakes.http import RecordingServer
 from tests.fakes.providers import answer_with
@@ -173,5 +174,19 @@ def wait_until_finished() -> Callable[..., Evaluation]:
             time.sleep(0.2)
         evaluation = Evaluation.objects.get(pk=evaluation_id)
         pytest.fail(f"evaluation {evaluation_id} is still {evaluation.status} after {timeout}s")
+
+    return wait
+
+
+@pytest.fixture
+def wait_until_notified() -> Callable[..., Notification]:
+    def wait(evaluation_id: str, timeout: float = 30) -> Notification:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            notification = Notification.objects.get(evaluation_id=evaluation_id)
+            if notification.status in ("sent", "failed"):
+                return notification
+            time.sleep(0.1)
+        pytest.fail(f"the email of evaluation {evaluation_id} was not sent within {timeout}s")
 
     return wait

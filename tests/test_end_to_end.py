@@ -14,7 +14,9 @@ def emails_for(outbox, evaluation_id: str) -> list[str]:
     return [text for text in texts if evaluation_id in text]
 
 
-def test_local_model_evaluation_completes(api_client, worker, wait_until_finished, outbox):
+def test_local_model_evaluation_completes(
+    api_client, worker, wait_until_finished, wait_until_notified, outbox
+):
     response = api_client.post(
         "/api/evaluate",
         {
@@ -29,6 +31,7 @@ def test_local_model_evaluation_completes(api_client, worker, wait_until_finishe
     evaluation_id = response.json()["id"]
 
     wait_until_finished(evaluation_id)
+    wait_until_notified(evaluation_id)
     result = api_client.get(f"/api/evaluate/{evaluation_id}").json()
 
     assert result["status"] == "completed", result["error"]

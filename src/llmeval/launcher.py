@@ -19,6 +19,9 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
+from llmeval import config
+from llmeval.env import Env
+
 logger = logging.getLogger("llmeval.launcher")
 
 STOP_TIMEOUT_SECONDS = 15
@@ -34,13 +37,11 @@ class Component:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s launcher %(message)s")
-    host = os.environ.get("API_HOST", "127.0.0.1")
-    port = int(os.environ.get("PORT", "8000"))
-
     choose_backends(Path.cwd())
-    from llmeval.env import Env
-
     env = Env.with_dotenv(Path.cwd() / ".env")
+    host = env.str("API_HOST", "127.0.0.1")
+    port = env.int("PORT", 8000, minimum=1, maximum=65535)
+
     ensure_postgres_database(env)
     run_checked([sys.executable, "-m", "llmeval", "migrate", "--noinput"], "migrate")
 
@@ -50,8 +51,6 @@ def main(argv: list[str]) -> int:
 
 def choose_backends(cwd: Path) -> None:
     """Fall back to SQLite and a file-based broker when no server is configured or reachable."""
-    from llmeval.env import Env
-
     env = Env.with_dotenv(cwd / ".env")
     database_configured = env.is_set("DATABASE_URL") or env.is_set("DATABASE_NAME")
     broker_configured = env.is_set("CELERY_BROKER_URL") or env.is_set("REDIS_URL")
@@ -82,12 +81,8 @@ def is_reachable(host: str, port: int) -> bool:
         return False
 
 
-def ensure_postgres_database(env: object) -> None:
+def ensure_postgres_database(env: Env) -> None:
     """Create the configured PostgreSQL database when the server lacks it."""
-    from llmeval import config
-    from llmeval.env import Env
-
-    assert isinstance(env, Env)
     url = os.environ.get("DATABASE_URL") or config.database_url(env)
     parts = urlsplit(url)
     if not parts.scheme.startswith("postgres"):
@@ -118,10 +113,7 @@ def run_checked(argv: list[str], label: str) -> None:
         raise SystemExit(f"{label} failed with exit code {result.returncode}")
 
 
-def build_components(host: str, port: int, env: object) -> list[Component]:
-    from llmeval.env import Env
-
-    assert isinstance(env, Env)
+def build_components(host: str, port: int, env: Env) -> list[Component]:
     python = sys.executable
     celery = [python, "-m", "celery", "-A", "llmeval", "--quiet"]
     remote_concurrency = env.int("REMOTE_WORKER_CONCURRENCY", 32, minimum=1)
