@@ -102,4 +102,4 @@ def test_body_that_is_not_json_fails_readably(
     evaluation = wait_until_finished(submit(api_client, model="google/gemma-2-2b-it"))
 
     assert evaluation.status == "failed"
-    assert "not a chat completion" in evaluation.error
+    assert "not JSON" in evaluation.error

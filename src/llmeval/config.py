@@ -92,7 +92,7 @@ def email_settings(env: Env, var_dir: Path) -> dict[str, Any]:
         api_url = env.optional_str("RESEND_API_URL")
         if api_url:
             options["api_url"] = api_url
-        return _mailer("resend", "anymail.backends.resend.EmailBackend", options)
+        return _mailer("resend", "llmeval.notifications.backends.ResendEmailBackend", options)
 
     email_url = env.optional_str("EMAIL_URL")
     if email_url:

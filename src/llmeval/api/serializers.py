@@ -16,6 +16,8 @@ from llmeval.api.fields import (
 )
 from llmeval.evaluations.models import Evaluation, Status
 from llmeval.notifications.models import Notification
+from llmeval.providers.base import GenerationRequest
+from llmeval.providers.llamacpp import DEFAULT_CONTEXT_WINDOW, prompt_token_count
 from llmeval.providers.registry import ModelSpec, registry
 
 SEED_MAX = 2**32 - 1
@@ -84,11 +86,43 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
         attrs.setdefault("temperature", settings.DEFAULT_TEMPERATURE)
         attrs["recipient_email"] = attrs.get("recipient_email") or ""
         attrs["system_prompt"] = attrs.get("system_prompt") or ""
+        check_context_window(registry().get(attrs["model"]), attrs)
         return attrs
 
     @property
     def model_spec(self) -> ModelSpec:
         return registry().get(self.validated_data["model"])
+
+
+def check_context_window(spec: ModelSpec, attrs: dict[str, Any]) -> None:
+    """Reject a local-model request whose prompt and max_new_tokens cannot fit the context."""
+    if spec.provider != "llamacpp":
+        return
+
+    context = spec.context_window or DEFAULT_CONTEXT_WINDOW
+    max_new_tokens = attrs["max_new_tokens"]
+    if max_new_tokens >= context:
+        raise serializers.ValidationError(
+            {
+                "max_new_tokens": [
+                    f"Must be less than the context window of model {spec.name!r} "
+                    f"({context} tokens)."
+                ]
+            }
+        )
+
+    request = GenerationRequest(prompt=attrs["input_prompt"], system_prompt=attrs["system_prompt"])
+    prompt_tokens = prompt_token_count(spec, request)
+    if prompt_tokens is not None and prompt_tokens + max_new_tokens > context:
+        raise serializers.ValidationError(
+            {
+                "input_prompt": [
+                    f"The prompt is {prompt_tokens} tokens; with max_new_tokens={max_new_tokens} "
+                    f"it exceeds the context window of model {spec.name!r} ({context} tokens). "
+                    "Shorten the prompt or lower max_new_tokens."
+                ]
+            }
+        )
 
 
 class SubmittedSerializer(serializers.ModelSerializer[Evaluation]):

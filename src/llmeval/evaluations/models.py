@@ -47,9 +47,16 @@ class Evaluation(models.Model):
 
     # attempts counts claims by a worker. lease_expires_at is the deadline of the
     # current claim: a row still running after it belongs to a lost worker.
+    # claimed_by is the Celery task id of the claim: a message redelivered after
+    # its worker died carries the same id and may take the row over at once.
     attempts = models.PositiveSmallIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
     queued_at = models.DateTimeField(auto_now_add=True)
+
+    # A client's Idempotency-Key and a hash of the request body it came with.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from llmeval.evaluations.models import Evaluation, Status
+from llmeval.evaluations.models import FINISHED_STATUSES, Evaluation, Status
 from llmeval.notifications.models import Notification
 from llmeval.providers.base import Generation
 from llmeval.text import storable_text
@@ -37,10 +38,39 @@ class Submission:
     system_prompt: str = ""
     seed: int | None = None
     recipient_email: str = ""
+    idempotency_key: str | None = None
+    request_fingerprint: str = ""
 
 
-def submit(submission: Submission) -> Evaluation:
-    """Store a new evaluation and enqueue its generation once the transaction commits."""
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key was reused with a different request body."""
+
+
+def submit(submission: Submission) -> tuple[Evaluation, bool]:
+    """Store a new evaluation and enqueue it after commit; return it and whether it is new.
+
+    With an idempotency key already used for the same body, the original
+    evaluation is returned and nothing is stored or enqueued.
+    """
+    if submission.idempotency_key:
+        existing = Evaluation.objects.filter(idempotency_key=submission.idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, submission), False
+
+    try:
+        evaluation = _insert(submission)
+    except IntegrityError:
+        # Two requests with the same new key raced; the other one inserted first.
+        if not submission.idempotency_key:
+            raise
+        existing = Evaluation.objects.get(idempotency_key=submission.idempotency_key)
+        return _replay(existing, submission), False
+
+    logger.info("evaluation.submitted evaluation=%s model=%s", evaluation.id, submission.model)
+    return evaluation, True
+
+
+def _insert(submission: Submission) -> Evaluation:
     with transaction.atomic():
         evaluation = Evaluation.objects.create(
             input_prompt=submission.input_prompt,
@@ -49,13 +79,22 @@ def submit(submission: Submission) -> Evaluation:
             max_new_tokens=submission.max_new_tokens,
             temperature=submission.temperature,
             seed=submission.seed,
+            idempotency_key=submission.idempotency_key,
+            request_fingerprint=submission.request_fingerprint,
         )
         if submission.recipient_email:
             Notification.objects.create(evaluation=evaluation, recipient=submission.recipient_email)
         transaction.on_commit(lambda: enqueue_generation(evaluation.id, submission.queue))
-
-    logger.info("evaluation.submitted evaluation=%s model=%s", evaluation.id, submission.model)
     return evaluation
+
+
+def _replay(existing: Evaluation, submission: Submission) -> Evaluation:
+    if existing.request_fingerprint != submission.request_fingerprint:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {submission.idempotency_key!r} was already used with a "
+            "different request body; send a new key for a new request."
+        )
+    return existing
 
 
 def enqueue_generation(evaluation_id: uuid.UUID, queue: str) -> bool:
@@ -86,25 +125,83 @@ def enqueue_generation(evaluation_id: uuid.UUID, queue: str) -> bool:
     return True
 
 
-def claim(evaluation_id: uuid.UUID) -> Evaluation | None:
-    """Move a pending (or abandoned running) row to running; return it, or None if not claimable."""
+def claim(evaluation_id: uuid.UUID, task_id: str) -> Evaluation | None:
+    """Move a claimable row to running for this task; return it, or None if not claimable.
+
+    A row is claimable when it is pending, when its running claim has expired, or
+    when this same task id holds it: Celery redelivers a message whose worker
+    died with the same task id, so that claim belongs to a dead process.
+    """
     now = timezone.now()
     lease = now + timedelta(seconds=settings.GENERATION_TIME_LIMIT_SECONDS + LEASE_MARGIN_SECONDS)
-    claimable = Q(status=Status.PENDING) | Q(status=Status.RUNNING, lease_expires_at__lt=now)
-
     updated = (
-        Evaluation.objects.filter(claimable, pk=evaluation_id)
+        Evaluation.objects.filter(_claimable(now, task_id), pk=evaluation_id)
         .filter(attempts__lt=settings.GENERATION_MAX_ATTEMPTS)
         .update(
             status=Status.RUNNING,
             attempts=F("attempts") + 1,
             lease_expires_at=lease,
-            started_at=now,
+            claimed_by=task_id,
+            started_at=Coalesce("started_at", Value(now)),
         )
     )
-    if updated != 1:
-        return None
-    return Evaluation.objects.select_related("notification").get(pk=evaluation_id)
+    if updated == 1:
+        return Evaluation.objects.select_related("notification").get(pk=evaluation_id)
+
+    fail_exhausted(Evaluation.objects.filter(_claimable(now, task_id), pk=evaluation_id))
+    return None
+
+
+def fail_exhausted(queryset: QuerySet[Evaluation]) -> int:
+    """Fail the rows of ``queryset`` that have used every attempt; return how many."""
+    exhausted = queryset.filter(
+        status=Status.RUNNING, attempts__gte=settings.GENERATION_MAX_ATTEMPTS
+    )
+    failed = 0
+    for evaluation in exhausted.select_related("notification"):
+        with transaction.atomic():
+            updated = Evaluation.objects.filter(
+                pk=evaluation.pk, status=Status.RUNNING, attempts=evaluation.attempts
+            ).update(
+                status=Status.FAILED,
+                error=(
+                    f"the worker was lost during each of {evaluation.attempts} attempts "
+                    "(killed, out of memory or past its time limit); giving up"
+                ),
+                lease_expires_at=None,
+                completed_at=timezone.now(),
+            )
+            if updated:
+                _notify_after_commit(evaluation)
+                failed += 1
+    return failed
+
+
+def fail_unregistered(evaluation_id: uuid.UUID, model_name: str) -> None:
+    """Fail an unfinished row whose model was removed from the models file."""
+    with transaction.atomic():
+        evaluation = (
+            Evaluation.objects.select_for_update()
+            .filter(pk=evaluation_id)
+            .exclude(status__in=FINISHED_STATUSES)
+            .first()
+        )
+        if evaluation is None:
+            return
+        evaluation.status = Status.FAILED
+        evaluation.error = f"model {model_name!r} is no longer registered; resubmit with another"
+        evaluation.lease_expires_at = None
+        evaluation.completed_at = timezone.now()
+        evaluation.save(update_fields=["status", "error", "lease_expires_at", "completed_at"])
+        _notify_after_commit(evaluation)
+
+
+def _claimable(now: datetime, task_id: str) -> Q:
+    return (
+        Q(status=Status.PENDING)
+        | Q(status=Status.RUNNING, lease_expires_at__lt=now)
+        | Q(status=Status.RUNNING, claimed_by=task_id)
+    )
 
 
 def complete(evaluation: Evaluation, generation: Generation) -> bool:

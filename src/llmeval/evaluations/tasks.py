@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from celery import Task
 from django.conf import settings
-from django.db import close_old_connections, connection
-from django.utils import timezone
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from llmeval.celery_config import QUEUE_MAINTENANCE, QUEUE_REMOTE
-from llmeval.evaluations import services
-from llmeval.evaluations.models import Evaluation, Status
-from llmeval.providers.base import GenerationRequest
+from llmeval.evaluations import services, sweeper
+from llmeval.evaluations.models import Evaluation
+from llmeval.providers.base import Generation, GenerationRequest
 from llmeval.providers.errors import ProviderError
 from llmeval.providers.registry import ModelConfigError, get_provider, registry
 from llmeval.tasking import backoff_seconds, project_task
 
 logger = logging.getLogger(__name__)
+
+# Retries of a task whose database was unreachable, before the sweeper takes over.
+MAX_DATABASE_RETRIES = 20
 
 
 @project_task(
@@ -30,19 +31,35 @@ logger = logging.getLogger(__name__)
 )
 def generate_evaluation(self: Task[Any, Any], evaluation_id: str) -> None:
     """Claim the row, call the model with no database connection held, store the outcome."""
-    evaluation = services.claim(uuid.UUID(evaluation_id))
+    try:
+        _generate(self, uuid.UUID(evaluation_id))
+    except (OperationalError, InterfaceError) as exc:
+        retries = self.request.retries or 0
+        if retries >= MAX_DATABASE_RETRIES:
+            logger.error("evaluation.database_gave_up evaluation=%s error=%s", evaluation_id, exc)
+            return
+        delay = backoff_seconds(retries + 1)
+        logger.warning(
+            "evaluation.database_unavailable evaluation=%s countdown=%.1f error=%s",
+            evaluation_id,
+            delay,
+            type(exc).__name__,
+        )
+        raise self.retry(countdown=delay, exc=exc) from None
+
+
+def _generate(task: Task[Any, Any], evaluation_id: uuid.UUID) -> None:
+    evaluation = services.claim(evaluation_id, task.request.id or "")
     if evaluation is None:
         logger.info("evaluation.skip_unclaimable evaluation=%s", evaluation_id)
         return
 
     # Hand the connection back before the model call, which may take minutes.
     connection.close()
-
     try:
-        spec = registry().get(evaluation.model)
-        generation = get_provider(spec).generate(_request_for(evaluation))
+        generation = _call_model(evaluation)
     except ProviderError as exc:
-        _handle_provider_error(self, evaluation, exc)
+        _handle_provider_error(task, evaluation, exc)
         return
     except ModelConfigError as exc:
         services.fail(evaluation, str(exc))
@@ -60,22 +77,25 @@ def generate_evaluation(self: Task[Any, Any], evaluation_id: str) -> None:
 
     services.complete(evaluation, generation)
     logger.info(
-        "evaluation.completed evaluation=%s model=%s latency_ms=%s output_tokens=%s",
+        "evaluation.completed evaluation=%s model=%s attempt=%s latency_ms=%s output_tokens=%s",
         evaluation.id,
         evaluation.model,
+        evaluation.attempts,
         generation.latency_ms,
         generation.output_tokens,
     )
 
 
-def _request_for(evaluation: Evaluation) -> GenerationRequest:
-    return GenerationRequest(
+def _call_model(evaluation: Evaluation) -> Generation:
+    spec = registry().get(evaluation.model)
+    request = GenerationRequest(
         prompt=evaluation.input_prompt,
         system_prompt=evaluation.system_prompt,
         max_new_tokens=evaluation.max_new_tokens,
         temperature=evaluation.temperature,
         seed=evaluation.seed,
     )
+    return get_provider(spec).generate(request)
 
 
 def _handle_provider_error(
@@ -83,9 +103,9 @@ def _handle_provider_error(
 ) -> None:
     attempts_left = evaluation.attempts < settings.GENERATION_MAX_ATTEMPTS
     if exc.permanent or not attempts_left:
-        reason = (
-            str(exc) if exc.permanent else f"{exc} (gave up after {evaluation.attempts} attempts)"
-        )
+        reason = str(exc)
+        if not exc.permanent:
+            reason = f"{exc} (gave up after {evaluation.attempts} attempts)"
         services.fail(evaluation, reason)
         logger.warning(
             "evaluation.failed evaluation=%s attempts=%s permanent=%s error=%s",
@@ -105,47 +125,17 @@ def _handle_provider_error(
         delay,
         exc,
     )
-    spec = registry().get(evaluation.model)
-    raise task.retry(countdown=delay, queue=spec.queue, exc=exc)
+    raise task.retry(countdown=delay, queue=registry().get(evaluation.model).queue)
 
 
 @project_task(name="evaluations.sweep", queue=QUEUE_MAINTENANCE, time_limit=300)
-def sweep_evaluations(self: Task[Any, Any]) -> None:
-    """Re-enqueue rows whose message was lost and recover rows abandoned by a lost worker."""
-    now = timezone.now()
-    requeued = 0
-
-    abandoned = Evaluation.objects.filter(status=Status.RUNNING, lease_expires_at__lt=now)
-    exhausted = abandoned.filter(attempts__gte=settings.GENERATION_MAX_ATTEMPTS)
-    for evaluation in exhausted.select_related("notification"):
-        services.fail(
-            evaluation,
-            f"the worker was lost during each of {evaluation.attempts} attempts; giving up",
+def sweep(self: Task[Any, Any]) -> None:
+    """Re-enqueue work whose message was lost and fail work that used every attempt."""
+    report = sweeper.sweep()
+    if report.any():
+        logger.info(
+            "sweep.done requeued=%s failed=%s notifications_requeued=%s",
+            report.requeued,
+            report.failed,
+            report.notifications_requeued,
         )
-
-    grace = timedelta(seconds=settings.PENDING_GRACE_SECONDS)
-    stale_pending = Evaluation.objects.filter(status=Status.PENDING, queued_at__lt=now - grace)
-    candidates = list(stale_pending.values_list("id", "model")[:1000]) + list(
-        abandoned.filter(attempts__lt=settings.GENERATION_MAX_ATTEMPTS).values_list("id", "model")[
-            :1000
-        ]
-    )
-
-    for evaluation_id, model_name in candidates:
-        Evaluation.objects.filter(pk=evaluation_id, status=Status.PENDING).update(queued_at=now)
-        try:
-            queue = registry().get(model_name).queue
-        except ModelConfigError:
-            Evaluation.objects.filter(pk=evaluation_id).exclude(
-                status__in=[Status.COMPLETED, Status.FAILED]
-            ).update(
-                status=Status.FAILED,
-                error=f"model {model_name!r} is no longer registered",
-                completed_at=now,
-            )
-            continue
-        if services.enqueue_generation(evaluation_id, queue):
-            requeued += 1
-
-    if requeued or candidates:
-        logger.info("evaluation.sweep requeued=%s candidates=%s", requeued, len(candidates))

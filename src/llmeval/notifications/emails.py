@@ -36,4 +36,6 @@ def build_message(notification: Notification) -> EmailMultiAlternatives:
     message.attach_alternative(
         render_to_string("notifications/evaluation_finished.html", context), "text/html"
     )
+    # Read by ResendEmailBackend; other backends ignore it.
+    message.idempotency_key = notification.idempotency_key  # type: ignore[attr-defined]
     return message

@@ -27,6 +27,7 @@ class Notification(models.Model):
     )
     attempts = models.PositiveSmallIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
     provider_message_id = models.CharField(max_length=200, blank=True, default="")
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -34,3 +35,8 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"Notification {self.id} ({self.status})"
+
+    @property
+    def idempotency_key(self) -> str:
+        """The key sent to the email provider, the same for every attempt of this email."""
+        return f"llmeval-notification-{self.id}"

@@ -37,15 +37,22 @@ def enqueue_notification(notification_id: uuid.UUID) -> bool:
     return True
 
 
-def claim(notification_id: uuid.UUID) -> Notification | None:
-    """Move a pending (or abandoned sending) notification to sending; None if not claimable."""
+def claim(notification_id: uuid.UUID, task_id: str) -> Notification | None:
+    """Move a claimable notification to sending for this task; None if not claimable.
+
+    Claimable means pending, sending with an expired lease, or sending under this
+    same task id (a message redelivered after its worker died).
+    """
     now = timezone.now()
-    claimable = Q(status=NotificationStatus.PENDING) | Q(
-        status=NotificationStatus.SENDING, lease_expires_at__lt=now
+    claimable = (
+        Q(status=NotificationStatus.PENDING)
+        | Q(status=NotificationStatus.SENDING, lease_expires_at__lt=now)
+        | Q(status=NotificationStatus.SENDING, claimed_by=task_id)
     )
     updated = Notification.objects.filter(claimable, pk=notification_id).update(
         status=NotificationStatus.SENDING,
         attempts=F("attempts") + 1,
+        claimed_by=task_id,
         lease_expires_at=now + timedelta(seconds=SEND_LEASE_SECONDS),
     )
     if updated != 1:

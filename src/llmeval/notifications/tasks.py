@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import smtplib
 import uuid
 from typing import Any
@@ -11,10 +12,12 @@ from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
 from celery import Task
 from django.conf import settings
 
+from llmeval.celery import app
 from llmeval.celery_config import QUEUE_NOTIFY
 from llmeval.notifications import services
 from llmeval.notifications.emails import build_message
 from llmeval.notifications.models import Notification
+from llmeval.ratelimit import email_rate_limiter
 from llmeval.tasking import backoff_seconds, project_task
 
 logger = logging.getLogger(__name__)
@@ -32,9 +35,17 @@ class NotificationSendError(Exception):
 @project_task(name="notifications.send", queue=QUEUE_NOTIFY, time_limit=120)
 def send_notification(self: Task[Any, Any], notification_id: str) -> None:
     """Send the email for one notification row; skip a row already sent or being sent."""
-    notification = services.claim(uuid.UUID(notification_id))
+    wait = email_rate_limiter(settings.EMAIL_RATE_LIMIT_PER_SECOND, app.conf.broker_url).acquire()
+    if wait > 0:
+        # Over the shared send rate: try again when a slot frees, without a claim.
+        raise self.retry(countdown=wait + random.uniform(0, 0.25))
+
+    notification = services.claim(uuid.UUID(notification_id), self.request.id or "")
     if notification is None:
         logger.info("notification.skip_unclaimable notification=%s", notification_id)
+        return
+    if notification.attempts > settings.NOTIFICATION_MAX_ATTEMPTS:
+        services.mark_failed(notification, f"gave up after {notification.attempts - 1} attempts")
         return
 
     try:

@@ -9,12 +9,16 @@ one in ``token_env``, so the Hugging Face token never goes to a third party.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx2
 from django.conf import settings
-from huggingface_hub import InferenceClient
+from huggingface_hub import ChatCompletionOutput, InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
 from llmeval.providers.base import Generation, GenerationRequest, Provider
@@ -27,6 +31,17 @@ from llmeval.providers.registry import ModelSpec
 
 PROVIDER_NAME = "huggingface"
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# An error text with one of these words describes a passing condition.
+TRANSIENT_ERROR_WORDS = re.compile(
+    r"loading|overloaded|busy|unavailable|rate.?limit|timed? ?out|try again", re.IGNORECASE
+)
+CONTEXT_ERROR_WORDS = re.compile(
+    r"context (length|window)|maximum context|too many tokens|input is too long|too long",
+    re.IGNORECASE,
+)
+UNSUPPORTED_TASK_WORDS = re.compile(r"not supported for task|does not support|unsupported task")
+# A shorter prompt at the start of an answer is more likely a quote than an echo.
+ECHO_MIN_CHARS = 20
 PERMANENT_HINTS = {
     400: "the provider rejected the request as invalid",
     401: "the provider rejected the credentials: check HF_TOKEN or the model's token_env",
@@ -78,27 +93,76 @@ class HuggingFaceProvider(Provider):
             raise TransientProviderError(
                 f"cannot connect to {self.url}: {type(exc).__name__}", provider=PROVIDER_NAME
             ) from None
+        except json.JSONDecodeError:
+            raise PermanentProviderError(
+                "the provider returned a body that is not JSON; check that the model's "
+                "base_url points at a chat-completion API",
+                provider=PROVIDER_NAME,
+            ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise PermanentProviderError(
                 f"the provider returned a response that is not a chat completion: {exc}",
                 provider=PROVIDER_NAME,
             ) from None
         latency_ms = round((time.perf_counter() - started) * 1000)
+        return _read_output(output, request, latency_ms)
 
-        if not output.choices:
-            raise PermanentProviderError(
-                "the provider returned a chat completion with no choices", provider=PROVIDER_NAME
-            )
-        choice = output.choices[0]
-        usage = output.usage
-        return Generation(
-            text=choice.message.content or "",
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
-            latency_ms=latency_ms,
-            finish_reason=choice.finish_reason or "",
-            request_id=output.id or "",
+
+def _read_output(
+    output: ChatCompletionOutput, request: GenerationRequest, latency_ms: int
+) -> Generation:
+    """Check the shape of a parsed chat completion and build the generation from it."""
+    error = getattr(output, "error", None)
+    if error:
+        # Some servers answer 200 with {"error": ...} instead of an error status.
+        message = f"the provider returned an error with HTTP 200: {str(error)[:300]}"
+        if TRANSIENT_ERROR_WORDS.search(str(error)):
+            raise TransientProviderError(message, provider=PROVIDER_NAME)
+        raise PermanentProviderError(message, provider=PROVIDER_NAME)
+
+    if not output.choices:
+        raise PermanentProviderError(
+            "the provider returned a chat completion with no choices", provider=PROVIDER_NAME
         )
+    choice = output.choices[0]
+    if choice.message is None:
+        raise PermanentProviderError(
+            "the provider returned a choice without a message", provider=PROVIDER_NAME
+        )
+
+    usage = output.usage
+    return Generation(
+        text=_strip_echoed_prompt(_content_text(choice.message.content), request.prompt),
+        input_tokens=usage.prompt_tokens if usage else None,
+        output_tokens=usage.completion_tokens if usage else None,
+        latency_ms=latency_ms,
+        finish_reason=choice.finish_reason or "",
+        request_id=output.id or "",
+    )
+
+
+def _content_text(content: object) -> str:
+    """Return the text of a message, whose content is a string or a list of typed parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [part.get("text", "") for part in content if isinstance(part, dict)]
+        return "".join(part for part in parts if isinstance(part, str))
+    raise PermanentProviderError(
+        f"the provider returned message content of type {type(content).__name__}",
+        provider=PROVIDER_NAME,
+    )
+
+
+def _strip_echoed_prompt(text: str, prompt: str) -> str:
+    """Remove the prompt from the start of the answer, as servers that echo it return it."""
+    stripped_prompt = prompt.strip()
+    answer = text.lstrip()
+    if len(stripped_prompt) >= ECHO_MIN_CHARS and answer.startswith(stripped_prompt):
+        return answer[len(stripped_prompt) :].lstrip()
+    return text
 
 
 def _payload_model(spec: ModelSpec) -> str | None:
@@ -119,23 +183,52 @@ def _from_http_error(exc: HfHubHTTPError) -> ProviderError:
     status = response.status_code
     request_id = exc.request_id or ""
     body = _safe_text(response)
-    detail = exc.server_message or body[:200]
+    detail = (exc.server_message or body[:200]).strip()
 
     if status in TRANSIENT_STATUSES:
+        loading_seconds = _estimated_loading_time(body)
+        if loading_seconds is not None:
+            message = f"the model is loading at the provider (estimated {loading_seconds:g} s)"
+        else:
+            message = f"the provider is unavailable or rate limited: {detail}".rstrip(": ")
+        retry_after = _retry_after(response.headers.get("Retry-After"))
         return TransientProviderError(
-            f"the provider is unavailable or rate limited: {detail}".rstrip(": "),
+            message,
             provider=PROVIDER_NAME,
             status=status,
             request_id=request_id,
             body=body,
-            retry_after=_retry_after(response.headers.get("Retry-After")),
+            retry_after=max(filter(None, (retry_after, loading_seconds)), default=None),
         )
 
     hint = PERMANENT_HINTS.get(status, "the provider rejected the request")
-    message = f"{hint}: {detail}" if detail else hint
+    if CONTEXT_ERROR_WORDS.search(body):
+        hint = (
+            "the prompt is longer than the model's context window: "
+            "shorten it or lower max_new_tokens"
+        )
+    elif UNSUPPORTED_TASK_WORDS.search(body):
+        hint = "this model does not support chat completion at this provider: choose another model"
+    message = f"{hint} ({detail})" if detail else hint
     return PermanentProviderError(
         message, provider=PROVIDER_NAME, status=status, request_id=request_id, body=body
     )
+
+
+def _estimated_loading_time(body: str) -> float | None:
+    """Read ``estimated_time`` from a Hugging Face "model is loading" 503 body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    estimate = data.get("estimated_time")
+    if isinstance(estimate, int | float) and not isinstance(estimate, bool) and estimate >= 0:
+        return float(estimate)
+    if "loading" in str(data.get("error", "")).lower():
+        return 0.0
+    return None
 
 
 def _safe_text(response: httpx2.Response) -> str:
@@ -146,9 +239,17 @@ def _safe_text(response: httpx2.Response) -> str:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Parse a Retry-After header: delay seconds or an HTTP date (RFC 9110, section 10.2.3)."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

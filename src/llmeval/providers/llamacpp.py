@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -88,6 +90,64 @@ class LlamaCppProvider(Provider):
             time.perf_counter() - started,
         )
         return llama
+
+
+_tokenizers: dict[Path, tuple[Any, Any]] = {}
+_tokenizers_lock = threading.Lock()
+
+
+def prompt_token_count(spec: ModelSpec, request: GenerationRequest) -> int | None:
+    """Count the tokens of a request's chat prompt with the model's own tokenizer and template.
+
+    Only the vocabulary is loaded (a fraction of a second and tens of MB for
+    SmolLM2), so the API can reject a prompt that cannot fit the context window
+    before it is queued. Returns None when the file or its template is missing,
+    leaving the worker to decide.
+    """
+    if spec.path is None or not spec.path.is_file():
+        return None
+    tokenizer = _tokenizer(spec.path)
+    if tokenizer is None:
+        return None
+
+    llama, formatter = tokenizer
+    with _tokenizers_lock:
+        prompt = formatter(messages=request.messages()).prompt
+        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+    return len(tokens)
+
+
+def _tokenizer(path: Path) -> tuple[Any, Any] | None:
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    with _tokenizers_lock:
+        if path not in _tokenizers:
+            llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                return None
+            formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=llama.detokenize([llama.token_eos()], special=True).decode(),
+                bos_token=llama.detokenize([llama.token_bos()], special=True).decode(),
+            )
+            _tokenizers[path] = (llama, formatter)
+        return _tokenizers[path]
+
+
+@atexit.register
+def _close_models() -> None:
+    # llama-cpp-python frees native memory in __del__, which fails with a
+    # TypeError when it runs during interpreter shutdown; close explicitly first.
+    global _loaded
+    with _tokenizers_lock:
+        for llama, _formatter in _tokenizers.values():
+            llama.close()
+        _tokenizers.clear()
+    if _loaded is not None:
+        _loaded[1].close()
+        _loaded = None
 
 
 def _to_generation(result: Any, latency_ms: int) -> Generation:
