@@ -146,3 +146,50 @@ def test_method_not_allowed_is_json(api_client):
 
     assert response.status_code == 405
     assert "detail" in response.json()
+
+
+def test_chunked_body_is_411(api_client):
+    response = api_client.post(
+        "/api/evaluate",
+        b'{"input_prompt": "hi"}',
+        content_type="application/json",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+
+    assert response.status_code == 411
+    assert "Content-Length" in response.json()["detail"]
+    assert Evaluation.objects.count() == 0
+
+
+def test_disallowed_host_is_json_400(api_client):
+    response = api_client.get("/api/evaluate", HTTP_HOST="attacker.example")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert "detail" in response.json()
+
+
+def test_invalid_cursor_is_400(api_client):
+    response = api_client.get("/api/evaluate?cursor=garbage")
+
+    assert response.status_code == 400
+    assert "cursor" in response.json()
+
+
+def test_non_api_404_stays_html(client):
+    response = client.get("/not-an-api-path")
+
+    assert response.status_code == 404
+    assert "text/html" in response["Content-Type"]
+
+
+def test_hugging_face_model_without_token_is_400(api_client, settings):
+    settings.HF_TOKEN = None
+
+    response = api_client.post(
+        "/api/evaluate", {"input_prompt": "hi", "model": "google/gemma-2-2b-it"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "HF_TOKEN is not set" in response.json()["model"][0]
+    assert Evaluation.objects.count() == 0

@@ -73,7 +73,7 @@ BAD_FIELDS = [
     ("temperature too high", {**VALID, "temperature": 2.5}, "temperature", "less than"),
     ("temperature string", {**VALID, "temperature": "hot"}, "temperature", "number"),
     ("seed negative", {**VALID, "seed": -1}, "seed", "greater than"),
-    ("seed too large", {**VALID, "seed": 2**32}, "seed", "less than"),
+    ("seed too large", {**VALID, "seed": 2**32 - 1}, "seed", "less than"),
     ("seed float", {**VALID, "seed": 1.5}, "seed", "integer"),
     ("system prompt number", {**VALID, "system_prompt": 5}, "system_prompt", "string"),
     ("unknown field", {**VALID, "max_tokens": 5}, "max_tokens", "Unknown field"),

@@ -7,8 +7,8 @@ import pytest
 from llmeval.evaluations.models import Evaluation, Status
 from llmeval.notifications.models import Notification
 from llmeval.notifications.tasks import send_notification
-from tests.fakes.http import RecordingServer, Reply
-from tests.fakes.providers import resend_accepted
+from tests.fakes.http import RecordedRequest, RecordingServer, Reply
+from tests.fakes.providers import answer_in_sequence, resend_accepted
 
 pytestmark = pytest.mark.django_db
 
@@ -18,11 +18,12 @@ def fake_resend(settings):
     server = RecordingServer(resend_accepted).start()
     settings.MAILERS = {
         "default": {
-            "BACKEND": "anymail.backends.resend.EmailBackend",
+            "BACKEND": "llmeval.notifications.backends.ResendEmailBackend",
             "OPTIONS": {"api_key": "re_test_key", "api_url": f"{server.url}/"},
         }
     }
     settings.DEFAULT_FROM_EMAIL = "Evals <evals@example.com>"
+    settings.EMAIL_RATE_LIMIT_PER_SECOND = 1000
     yield server
     server.stop()
 
@@ -50,6 +51,7 @@ def test_resend_payload_and_headers(fake_resend, finished_notification):
     assert request.path == "/emails"
     assert request.headers["authorization"] == "Bearer re_test_key"
     assert request.headers["content-type"] == "application/json"
+    assert request.headers["idempotency-key"] == f"llmeval-notification-{finished_notification.id}"
     payload = request.json()
     assert payload["from"] == "Evals <evals@example.com>"
     assert payload["to"] == ["dev@example.com"]
@@ -85,3 +87,61 @@ def test_sent_notification_is_not_sent_again(fake_resend, finished_notification)
     send_notification.apply(args=(str(finished_notification.id),))
 
     assert len(fake_resend.recorded()) == 1
+
+
+def test_rate_limited_then_sent_with_same_key(fake_resend, finished_notification):
+    limited = Reply(status=429, body={"name": "rate_limit_exceeded"}, headers={"Retry-After": "1"})
+    fake_resend.reset(answer_in_sequence(limited, Reply(body={"id": "resend-after-429"})))
+
+    send_notification.apply(args=(str(finished_notification.id),))
+
+    first, second = fake_resend.recorded()
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+    finished_notification.refresh_from_db()
+    assert finished_notification.status == "sent"
+    assert finished_notification.provider_message_id == "resend-after-429"
+    assert finished_notification.attempts == 2
+
+
+def test_forbidden_is_failed_and_evaluation_stays_completed(fake_resend, finished_notification):
+    fake_resend.reset(
+        lambda request: Reply(
+            status=403,
+            body={
+                "statusCode": 403,
+                "name": "validation_error",
+                "message": "The example.com domain is not verified.",
+            },
+        )
+    )
+
+    send_notification.apply(args=(str(finished_notification.id),))
+
+    finished_notification.refresh_from_db()
+    assert finished_notification.status == "failed"
+    assert "domain is not verified" in finished_notification.last_error
+    assert finished_notification.evaluation.status == "completed"
+    assert len(fake_resend.recorded()) == 1
+
+
+def test_dropped_connection_after_accepting_sends_once(fake_resend, finished_notification):
+    delivered: dict[str, str] = {}
+
+    def accept_then_drop_first(request: RecordedRequest) -> Reply:
+        key = request.headers["idempotency-key"]
+        first_time = key not in delivered
+        # Resend stores the email under its key, so a repeat returns the same id.
+        delivered.setdefault(key, f"resend-{len(delivered) + 1}")
+        if first_time:
+            return Reply(drop_connection=True)
+        return Reply(body={"id": delivered[key]})
+
+    fake_resend.reset(accept_then_drop_first)
+
+    send_notification.apply(args=(str(finished_notification.id),))
+
+    assert len(delivered) == 1
+    assert len(fake_resend.recorded()) == 2
+    finished_notification.refresh_from_db()
+    assert finished_notification.status == "sent"
+    assert finished_notification.provider_message_id == "resend-1"

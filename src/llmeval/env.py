@@ -150,6 +150,16 @@ class Env:
         return value
 
 
+def load_env() -> Env:
+    """Return the ``Env`` of this process: the environment over the ``.env`` file.
+
+    ``LLMEVAL_ENV_FILE`` names the file (default ``.env`` in the working
+    directory); set it empty to read no file.
+    """
+    env_file = os.environ.get("LLMEVAL_ENV_FILE", ".env")
+    return Env.with_dotenv(Path(env_file)) if env_file else Env()
+
+
 def _read_secret_file(name: str, file_path: str) -> str:
     try:
         return Path(file_path).read_text(encoding="utf-8").strip()

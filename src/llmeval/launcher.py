@@ -20,7 +20,7 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 from llmeval import config
-from llmeval.env import Env
+from llmeval.env import Env, load_env
 
 logger = logging.getLogger("llmeval.launcher")
 
@@ -38,9 +38,12 @@ class Component:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s launcher %(message)s")
     choose_backends(Path.cwd())
-    env = Env.with_dotenv(Path.cwd() / ".env")
+    env = load_env()
     host = env.str("API_HOST", "127.0.0.1")
     port = env.int("PORT", 8000, minimum=1, maximum=65535)
+    # Links in emails point at this API unless PUBLIC_BASE_URL says otherwise.
+    if not env.is_set("PUBLIC_BASE_URL"):
+        os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
 
     ensure_postgres_database(env)
     run_checked([sys.executable, "-m", "llmeval", "migrate", "--noinput"], "migrate")
@@ -51,7 +54,7 @@ def main(argv: list[str]) -> int:
 
 def choose_backends(cwd: Path) -> None:
     """Fall back to SQLite and a file-based broker when no server is configured or reachable."""
-    env = Env.with_dotenv(cwd / ".env")
+    env = load_env()
     database_configured = env.is_set("DATABASE_URL") or env.is_set("DATABASE_NAME")
     broker_configured = env.is_set("CELERY_BROKER_URL") or env.is_set("REDIS_URL")
     var_dir = Path(env.str("LLMEVAL_VAR_DIR", str(cwd / "var")))
@@ -116,89 +119,40 @@ def run_checked(argv: list[str], label: str) -> None:
 def build_components(host: str, port: int, env: Env) -> list[Component]:
     python = sys.executable
     celery = [python, "-m", "celery", "-A", "llmeval", "--quiet"]
-    remote_concurrency = env.int("REMOTE_WORKER_CONCURRENCY", 32, minimum=1)
+    remote_threads = env.int("REMOTE_WORKER_CONCURRENCY", 32, minimum=1)
     api_workers = env.int("API_WORKERS", 2, minimum=1)
 
+    api = [
+        python, "-m", "gunicorn", "llmeval.wsgi:application",
+        "--bind", f"{host}:{port}",
+        "--workers", str(api_workers),
+        "--worker-class", "gthread",
+        "--threads", "8",
+        "--access-logfile", "-",
+        # The default control socket is one path per user, which two
+        # instances on one machine would share.
+        "--no-control-socket",
+    ]  # fmt: skip
+    local = [
+        *celery, "worker", "-Q", "generate.local", "--pool", "prefork", "--concurrency", "1",
+        "-n", "local@%h", "--loglevel", "INFO",
+    ]  # fmt: skip
+    remote = [
+        *celery, "worker", "-Q", "generate.remote", "--pool", "threads",
+        "--concurrency", str(remote_threads), "-n", "remote@%h", "--loglevel", "INFO",
+    ]  # fmt: skip
+    notify = [
+        *celery, "worker", "-Q", "notify,maintenance", "--pool", "threads", "--concurrency", "4",
+        "-n", "notify@%h", "--loglevel", "INFO",
+    ]  # fmt: skip
+    beat = [*celery, "beat", "--loglevel", "INFO"]
+
     return [
-        Component(
-            "api",
-            [
-                python,
-                "-m",
-                "gunicorn",
-                "llmeval.wsgi:application",
-                "--bind",
-                f"{host}:{port}",
-                "--workers",
-                str(api_workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
-                "8",
-                "--access-logfile",
-                "-",
-            ],
-            f"http://{host}:{port}/api/evaluate",
-        ),
-        Component(
-            "worker-local",
-            [
-                *celery,
-                "worker",
-                "-Q",
-                "generate.local",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "1",
-                "-n",
-                "local@%h",
-                "--loglevel",
-                "INFO",
-            ],
-            "queue generate.local (one process, one loaded model)",
-        ),
-        Component(
-            "worker-remote",
-            [
-                *celery,
-                "worker",
-                "-Q",
-                "generate.remote",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(remote_concurrency),
-                "-n",
-                "remote@%h",
-                "--loglevel",
-                "INFO",
-            ],
-            f"queue generate.remote ({remote_concurrency} threads)",
-        ),
-        Component(
-            "worker-notify",
-            [
-                *celery,
-                "worker",
-                "-Q",
-                "notify,maintenance",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "4",
-                "-n",
-                "notify@%h",
-                "--loglevel",
-                "INFO",
-            ],
-            "queues notify and maintenance (4 threads)",
-        ),
-        Component(
-            "beat",
-            [*celery, "beat", "--loglevel", "INFO"],
-            "periodic sweeper of lost evaluations",
-        ),
+        Component("api", api, f"http://{host}:{port}/api/evaluate"),
+        Component("worker-local", local, "queue generate.local (one process, one loaded model)"),
+        Component("worker-remote", remote, f"queue generate.remote ({remote_threads} threads)"),
+        Component("worker-notify", notify, "queues notify and maintenance (4 threads)"),
+        Component("beat", beat, "periodic sweeper of lost evaluations and emails"),
     ]
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from llmeval import config
 from llmeval.celery_config import celery_settings
-from llmeval.env import Env
+from llmeval.env import load_env
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# LLMEVAL_ENV_FILE names the .env file to read; set it empty to read none.
-_env_file = os.environ.get("LLMEVAL_ENV_FILE", ".env")
-env = Env.with_dotenv(Path(_env_file)) if _env_file else Env()
+env = load_env()
 
 VAR_DIR = Path(env.str("LLMEVAL_VAR_DIR", str(Path.cwd() / "var")))
 

@@ -16,5 +16,6 @@ urlpatterns = [
     re_path(r"^api/health/?$", views.HealthView.as_view(), name="health"),
 ]
 
-handler404 = "llmeval.api.errors.json_not_found"
-handler500 = "llmeval.api.errors.json_server_error"
+handler400 = "llmeval.api.errors.bad_request"
+handler404 = "llmeval.api.errors.not_found"
+handler500 = "llmeval.api.errors.server_error"

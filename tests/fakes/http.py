@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -28,6 +30,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None
     drop_connection: bool = False
+    delay: float = 0.0
 
 
 Handler = Callable[[RecordedRequest], Reply]
@@ -89,6 +92,8 @@ class RecordingServer:
                     body=body,
                 )
                 reply = server._record(request)
+                if reply.delay:
+                    time.sleep(reply.delay)
                 if reply.drop_connection:
                     self.close_connection = True
                     self.connection.shutdown(2)

@@ -10,7 +10,9 @@ from tests.fakes.http import RecordedRequest, Reply
 _ids = itertools.count(1)
 
 
-def chat_completion(text: str, *, prompt_tokens: int = 11, completion_tokens: int = 7) -> Reply:
+def chat_completion(
+    text: str, *, prompt_tokens: int = 11, completion_tokens: int = 7, delay: float = 0.0
+) -> Reply:
     """Build an OpenAI chat.completion body, the format the router and TGI return."""
     number = next(_ids)
     body: dict[str, Any] = {
@@ -33,7 +35,7 @@ def chat_completion(text: str, *, prompt_tokens: int = 11, completion_tokens: in
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
-    return Reply(status=200, body=body, headers={"X-Request-Id": f"req-{number}"})
+    return Reply(status=200, body=body, headers={"X-Request-Id": f"req-{number}"}, delay=delay)
 
 
 def answer_with(text: str) -> Any:

@@ -11,7 +11,8 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -59,11 +60,26 @@ def body_too_large_payload() -> dict[str, str]:
     }
 
 
-def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def is_api_path(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or request.path == "/api"
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 400 view (for example a disallowed Host header), as JSON under /api/."""
+    if not is_api_path(request):
+        return defaults.bad_request(request, exception)
+    return JsonResponse({"detail": "Bad request: invalid Host header or request."}, status=400)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not is_api_path(request):
+        return defaults.page_not_found(request, exception)
     return JsonResponse({"detail": f"No API endpoint at {request.path}."}, status=404)
 
 
-def json_server_error(request: HttpRequest) -> JsonResponse:
+def server_error(request: HttpRequest) -> HttpResponse:
+    if not is_api_path(request):
+        return defaults.server_error(request)
     error_id = uuid.uuid4().hex
     logger.error("api.internal_error error_id=%s path=%s", error_id, request.path)
     return JsonResponse(

@@ -11,11 +11,11 @@ from llmeval.api.errors import body_too_large_payload
 
 
 class ApiBodySizeLimitMiddleware:
-    """Answer 413 as JSON when an ``/api/`` request declares a body over ``API_MAX_BODY_BYTES``.
+    """Check the declared size of ``/api/`` request bodies before anything reads them.
 
-    A body sent without ``Content-Length`` is still capped: Django raises
-    ``RequestDataTooBig`` when it is read, and the API's exception handler turns
-    that into the same 413.
+    A body over ``API_MAX_BODY_BYTES`` gets a JSON 413. A chunked body gets a
+    JSON 411: Django reads a WSGI body only up to ``Content-Length``, so without
+    that header it would see an empty body.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -23,6 +23,14 @@ class ApiBodySizeLimitMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/api/"):
+            if "HTTP_TRANSFER_ENCODING" in request.META:
+                return JsonResponse(
+                    {
+                        "detail": "Chunked request bodies are not supported; "
+                        "send the body with a Content-Length header."
+                    },
+                    status=411,
+                )
             declared = request.META.get("CONTENT_LENGTH") or "0"
             try:
                 length = int(declared)

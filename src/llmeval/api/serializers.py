@@ -20,7 +20,8 @@ from llmeval.providers.base import GenerationRequest
 from llmeval.providers.llamacpp import DEFAULT_CONTEXT_WINDOW, prompt_token_count
 from llmeval.providers.registry import ModelSpec, registry
 
-SEED_MAX = 2**32 - 1
+# llama.cpp reads 0xFFFFFFFF as "choose a random seed", so the largest usable seed is one less.
+SEED_MAX = 2**32 - 2
 
 
 class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
@@ -86,12 +87,27 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
         attrs.setdefault("temperature", settings.DEFAULT_TEMPERATURE)
         attrs["recipient_email"] = attrs.get("recipient_email") or ""
         attrs["system_prompt"] = attrs.get("system_prompt") or ""
-        check_context_window(registry().get(attrs["model"]), attrs)
+        spec = registry().get(attrs["model"])
+        check_credentials(spec)
+        check_context_window(spec, attrs)
         return attrs
 
     @property
     def model_spec(self) -> ModelSpec:
         return registry().get(self.validated_data["model"])
+
+
+def check_credentials(spec: ModelSpec) -> None:
+    """Reject a Hugging Face model when the server has no token to call it with."""
+    if spec.provider == "huggingface" and not spec.base_url and not settings.HF_TOKEN:
+        raise serializers.ValidationError(
+            {
+                "model": [
+                    f"Model {spec.name!r} needs a Hugging Face token, and HF_TOKEN is not set "
+                    "on this server. Choose a local model or ask the operator to set HF_TOKEN."
+                ]
+            }
+        )
 
 
 def check_context_window(spec: ModelSpec, attrs: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -34,6 +34,15 @@ class EvaluationCursorPagination(CursorPagination):
     # UUIDv7 ids sort by creation time, so "-id" is newest first and unique.
     ordering = "-id"
     page_size = settings.API_PAGE_SIZE
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError(
+                {"cursor": ["Invalid cursor; use the next or previous link of a list response."]}
+            ) from None
+
     page_size_query_param = "page_size"
     max_page_size = 200
 

@@ -10,7 +10,6 @@ one in ``token_env``, so the Hugging Face token never goes to a third party.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from django.conf import settings
 from huggingface_hub import ChatCompletionOutput, InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
+from llmeval.env import load_env
 from llmeval.providers.base import Generation, GenerationRequest, Provider
 from llmeval.providers.errors import (
     PermanentProviderError,
@@ -66,7 +66,7 @@ class HuggingFaceProvider(Provider):
 
     def _token(self) -> str | None:
         if self.spec.token_env:
-            return os.environ.get(self.spec.token_env) or None
+            return load_env().optional_str(self.spec.token_env)
         if self.spec.base_url:
             return None
         token: str | None = settings.HF_TOKEN
