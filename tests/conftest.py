@@ -15,8 +15,10 @@ from urllib.parse import quote
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from llmeval.accounts.models import ApiKey
 from llmeval.celery import app as celery_app
 from llmeval.evaluations.models import Evaluation
 from llmeval.notifications.models import Notification
@@ -80,9 +82,27 @@ def _reset_fake_provider(fake_provider: RecordingServer) -> None:
     fake_provider.reset(answer_with("fake answer"))
 
 
+class KeyedClient(APIClient):
+    """An API client that sends one user's API key with every request."""
+
+    user: User
+    key: str
+
+
+def client_for(username: str) -> KeyedClient:
+    user, _ = User.objects.get_or_create(username=username)
+    _, key = ApiKey.issue(user, name=f"{username} test key")
+    client = KeyedClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client.user = user
+    client.key = key
+    return client
+
+
 @pytest.fixture
-def api_client() -> APIClient:
-    return APIClient()
+def api_client() -> KeyedClient:
+    """A client authenticated as the user "owner" (the test must have database access)."""
+    return client_for("owner")
 
 
 @pytest.fixture

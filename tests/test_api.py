@@ -11,8 +11,9 @@ from llmeval.evaluations.models import Evaluation, Status
 pytestmark = pytest.mark.django_db
 
 
-def make_evaluation(**fields) -> Evaluation:
+def make_evaluation(owner, **fields) -> Evaluation:
     values = {
+        "owner": owner,
         "input_prompt": "hello",
         "model": "smollm2-135m-instruct",
         "max_new_tokens": 16,
@@ -61,7 +62,7 @@ def test_submit_with_and_without_slash(api_client, django_capture_on_commit_call
 
 @pytest.mark.parametrize("suffix", ["", "/"])
 def test_detail_with_and_without_slash(api_client, suffix):
-    evaluation = make_evaluation()
+    evaluation = make_evaluation(api_client.user)
 
     response = api_client.get(f"/api/evaluate/{evaluation.id}{suffix}")
 
@@ -102,7 +103,9 @@ def test_unknown_api_path_is_json_404(api_client):
 
 
 def test_list_is_newest_first_with_cursor(api_client):
-    created = [make_evaluation(input_prompt=f"prompt {index}") for index in range(5)]
+    created = [
+        make_evaluation(api_client.user, input_prompt=f"prompt {index}") for index in range(5)
+    ]
 
     first = api_client.get("/api/evaluate?page_size=2").json()
     second = api_client.get(first["next"]).json()
@@ -114,8 +117,8 @@ def test_list_is_newest_first_with_cursor(api_client):
 
 @pytest.mark.parametrize("suffix", ["", "/"])
 def test_list_filters_by_status(api_client, suffix):
-    make_evaluation(status=Status.COMPLETED)
-    pending = make_evaluation()
+    make_evaluation(api_client.user, status=Status.COMPLETED)
+    pending = make_evaluation(api_client.user)
 
     body = api_client.get(f"/api/evaluate{suffix}?status=pending").json()
 
@@ -169,8 +172,9 @@ def test_disallowed_host_is_json_400(api_client):
     assert "detail" in response.json()
 
 
-def test_invalid_cursor_is_400(api_client):
-    response = api_client.get("/api/evaluate?cursor=garbage")
+@pytest.mark.parametrize("cursor", ["garbage", "cD1ub3QtYS11dWlk"])
+def test_invalid_cursor_is_400(api_client, cursor):
+    response = api_client.get(f"/api/evaluate?cursor={cursor}")
 
     assert response.status_code == 400
     assert "cursor" in response.json()

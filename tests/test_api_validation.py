@@ -63,6 +63,37 @@ BAD_FIELDS = [
         "angle brackets",
     ),
     ("email list", {**VALID, "recipient_email": ["dev@example.com"]}, "recipient_email", "string"),
+    (
+        "encoded word email",
+        {**VALID, "recipient_email": "=?utf-8?q?a=0D=0ABcc?=@example.com"},
+        "recipient_email",
+        "encoded words",
+    ),
+    (
+        "zero width in email",
+        {**VALID, "recipient_email": "a@exam\u200bple.com"},
+        "recipient_email",
+        "one bare email",
+    ),
+    (
+        "single-label domain",
+        {**VALID, "recipient_email": "a@localhost"},
+        "recipient_email",
+        "public host name",
+    ),
+    (
+        "IP literal domain",
+        {**VALID, "recipient_email": "a@[127.0.0.1]"},
+        "recipient_email",
+        "public host name",
+    ),
+    (
+        "IDN label too long",
+        {**VALID, "recipient_email": "a@" + "\u00fc" * 60 + ".com"},
+        "recipient_email",
+        "public host name",
+    ),
+    ("model with space", {**VALID, "model": "smollm2-135m-instruct "}, "model", "Unknown model"),
     ("unknown model", {**VALID, "model": "gpt-17"}, "model", "Unknown model"),
     ("tokens zero", {**VALID, "max_new_tokens": 0}, "max_new_tokens", "greater than or equal to 1"),
     ("tokens too many", {**VALID, "max_new_tokens": 4097}, "max_new_tokens", "less than or equal"),
@@ -116,6 +147,20 @@ BAD_BODIES = [
     ),
     ("form body", b"input_prompt=hello", "application/x-www-form-urlencoded", 415, "Unsupported"),
     ("invalid utf-8", b'{"input_prompt": "\xff\xfe"}', "application/json", 400, "JSON parse error"),
+    (
+        "deeply nested",
+        b'{"input_prompt": "x", "x": ' + b"[" * 1500 + b"]" * 1500 + b"}",
+        "application/json",
+        400,
+        "nested too deeply",
+    ),
+    (
+        "lone surrogate key",
+        b'{"input_prompt": "x", "\\ud800": 1}',
+        "application/json",
+        400,
+        "Unknown field",
+    ),
 ]
 
 

@@ -76,3 +76,14 @@ def test_evaluation_without_recipient_sends_no_email(
     assert evaluation.status == "completed"
     assert api_client.get(f"/api/evaluate/{evaluation_id}").json()["notification"] is None
     assert emails_for(outbox, evaluation_id) == []
+
+
+def test_missing_seed_is_drawn_and_stored(api_client, worker, wait_until_finished):
+    body = {"input_prompt": "Name a colour.", "max_new_tokens": 12, "temperature": 1.0}
+    ids = [api_client.post("/api/evaluate", body, format="json").json()["id"] for _ in range(2)]
+
+    first, second = (wait_until_finished(evaluation_id) for evaluation_id in ids)
+
+    assert first.seed is not None
+    assert second.seed is not None
+    assert first.seed != second.seed

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import email
+
 import pytest
 
 from llmeval.evaluations.models import Evaluation, Status
+from llmeval.notifications.emails import build_message
 from llmeval.notifications.models import Notification
 from llmeval.notifications.tasks import send_notification
 from tests.fakes.http import RecordedRequest, RecordingServer, Reply
@@ -145,3 +148,18 @@ def test_dropped_connection_after_accepting_sends_once(fake_resend, finished_not
     finished_notification.refresh_from_db()
     assert finished_notification.status == "sent"
     assert finished_notification.provider_message_id == "resend-1"
+
+
+def test_prompt_cannot_add_email_headers(finished_notification):
+    evaluation = finished_notification.evaluation
+    evaluation.input_prompt = "=?utf-8?q?=0D=0AReply-To:_attacker@evil.example?=\r\nBcc: x@y.z"
+    evaluation.save()
+
+    raw = build_message(finished_notification).message().as_bytes()
+    parsed = email.message_from_bytes(raw)
+
+    assert parsed["Reply-To"] is None
+    assert parsed["Bcc"] is None
+    assert parsed["To"] == "dev@example.com"
+    allowed = {"Content-Type", "MIME-Version", "Subject", "From", "To", "Date", "Message-ID"}
+    assert set(parsed.keys()) <= allowed

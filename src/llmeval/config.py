@@ -66,6 +66,43 @@ def database_settings(env: Env) -> dict[str, Any]:
     return config
 
 
+def secret_key(env: Env, var_dir: Path, *, debug: bool) -> str:
+    """Return SECRET_KEY, or the key ``llmeval run`` keeps in ``var/secret-key``.
+
+    Outside DEBUG a missing key is an error: Django signs sessions and the
+    admin's tokens with it.
+    """
+    key = env.optional_str("SECRET_KEY", aliases=("DJANGO_SECRET_KEY",))
+    if key:
+        return key
+
+    local_file = var_dir / "secret-key"
+    if local_file.is_file():
+        return local_file.read_text(encoding="utf-8").strip()
+    if debug:
+        return "insecure-development-key-only-used-with-DEBUG"
+    raise ImproperlyConfiguredEnv(
+        "SECRET_KEY is required when DEBUG is off: set SECRET_KEY or SECRET_KEY_FILE "
+        f"(llmeval run creates {local_file} for a local install)."
+    )
+
+
+def cache_settings(env: Env, broker: str) -> dict[str, Any]:
+    """Use Redis for the cache that rate limits share, or a per-process cache without it."""
+    url = env.optional_str("CACHE_URL")
+    if url is None and broker.startswith(("redis://", "rediss://")):
+        url = broker
+    if url:
+        return {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": url,
+                "KEY_PREFIX": "llmeval",
+            }
+        }
+    return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
 def broker_url(env: Env) -> str:
     return env.str("CELERY_BROKER_URL", aliases=("REDIS_URL",), default=DEFAULT_REDIS_URL)
 
@@ -85,18 +122,26 @@ def broker_transport_options(url: str, var_dir: Path) -> dict[str, Any]:
 
 
 def email_settings(env: Env, var_dir: Path) -> dict[str, Any]:
-    """Build Django's ``MAILERS``: Resend with a key, SMTP with ``EMAIL_URL``, else files."""
+    """Build Django's ``MAILERS``: Resend with a key, SMTP with ``EMAIL_URL``, else files.
+
+    ``EMAIL_PROVIDER`` (resend, smtp or file) forces a choice; the system checks
+    then report a missing key or URL at start-up.
+    """
+    provider = env.choice("EMAIL_PROVIDER", "auto", ["auto", "resend", "smtp", "file"])
     resend_key = env.optional_str("RESEND_API_KEY", aliases=("RESEND_API",))
-    if resend_key:
-        options: dict[str, Any] = {"api_key": resend_key}
+    email_url = env.optional_str("EMAIL_URL")
+    if provider == "auto":
+        provider = "resend" if resend_key else "smtp" if email_url else "file"
+
+    if provider == "resend":
+        options: dict[str, Any] = {"api_key": resend_key or ""}
         api_url = env.optional_str("RESEND_API_URL")
         if api_url:
             options["api_url"] = api_url
         return _mailer("resend", "llmeval.notifications.backends.ResendEmailBackend", options)
 
-    email_url = env.optional_str("EMAIL_URL")
-    if email_url:
-        parsed = dj_email_url.parse(email_url)
+    if provider == "smtp":
+        parsed = dj_email_url.parse(email_url or "smtp://localhost:25")
         smtp_options = {
             "host": parsed["EMAIL_HOST"],
             "port": parsed["EMAIL_PORT"],

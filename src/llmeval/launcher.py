@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -45,8 +46,21 @@ def main(argv: list[str]) -> int:
     if not env.is_set("PUBLIC_BASE_URL"):
         os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
 
+    var_dir = Path(env.str("LLMEVAL_VAR_DIR", str(Path.cwd() / "var")))
+    ensure_secret_key(env, var_dir)
     ensure_postgres_database(env)
     run_checked([sys.executable, "-m", "llmeval", "migrate", "--noinput"], "migrate")
+    run_checked(
+        [
+            sys.executable,
+            "-m",
+            "llmeval",
+            "ensure_local_key",
+            "--file",
+            str(var_dir / "local-api-key"),
+        ],
+        "API key check",
+    )
 
     components = build_components(host, port, env)
     return supervise(components)
@@ -74,6 +88,19 @@ def choose_backends(cwd: Path) -> None:
             "(set DATABASE_URL and REDIS_URL to use servers)",
             " and ".join(fallbacks),
         )
+
+
+def ensure_secret_key(env: Env, var_dir: Path) -> None:
+    """Create ``var/secret-key`` for a local install that sets no SECRET_KEY."""
+    if env.is_set("SECRET_KEY", aliases=("DJANGO_SECRET_KEY",)):
+        return
+    path = var_dir / "secret-key"
+    if path.exists():
+        return
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_urlsafe(50))
+    logger.info("created a secret key in %s; set SECRET_KEY in production", path)
 
 
 def is_reachable(host: str, port: int) -> bool:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import django_stubs_ext
+
 from llmeval import config
 from llmeval.celery_config import celery_settings
 from llmeval.env import load_env
+
+# Lets classes such as ModelAdmin[ApiKey] be subscripted at run time, as the type stubs allow.
+django_stubs_ext.monkeypatch()
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 env = load_env()
@@ -14,13 +19,25 @@ env = load_env()
 VAR_DIR = Path(env.str("LLMEVAL_VAR_DIR", str(Path.cwd() / "var")))
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", aliases=("DJANGO_SECRET_KEY",))
-if not SECRET_KEY:
-    # TODO: require SECRET_KEY outside local development. Nothing signed with it
-    # is used yet: the API has no sessions or tokens.
-    SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"  # noqa: S105
-
+SECRET_KEY = config.secret_key(env, VAR_DIR, debug=DEBUG)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+# Security headers. Behind HTTPS (HTTPS_ONLY=true) cookies are secure, plain HTTP
+# is redirected and HSTS is sent; a local install on http://127.0.0.1 leaves it off.
+HTTPS_ONLY = env.bool("HTTPS_ONLY", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if HTTPS_ONLY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^api/health/?$"]
+    SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("HSTS_PRELOAD", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -30,7 +47,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "anymail",
+    "llmeval.accounts",
     "llmeval.evaluations",
     "llmeval.notifications",
     "llmeval.api",
@@ -39,6 +59,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "llmeval.api.middleware.ApiBodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -74,7 +95,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# WhiteNoise serves admin and Swagger UI files from the installed apps, so no
+# collectstatic step is needed.
+WHITENOISE_USE_FINDERS = True
 
 # Request limits. The API answers 413 above the body limit and 400 above the prompt limit.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 262_144, minimum=1024)
@@ -85,13 +108,38 @@ DEFAULT_MAX_NEW_TOKENS = env.int("DEFAULT_MAX_NEW_TOKENS", 256, minimum=1)
 DEFAULT_TEMPERATURE = env.float("DEFAULT_TEMPERATURE", 0.7, minimum=0.0, maximum=2.0)
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 
+# Anonymous use is for a local single-user install only: every request without a
+# key then shares one space of evaluations.
+ALLOW_ANONYMOUS_ACCESS = env.bool("ALLOW_ANONYMOUS_ACCESS", default=False)
+
 REST_FRAMEWORK = {
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["llmeval.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["llmeval.accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "llmeval.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        "submit": env.str("THROTTLE_SUBMIT_RATE", "120/min"),
+        "read": env.str("THROTTLE_READ_RATE", "1200/min"),
+        "email": env.str("THROTTLE_EMAIL_RATE", "500/day"),
+    },
+}
+# An empty list allows every domain.
+RECIPIENT_DOMAINS = [domain.lower() for domain in env.list("RECIPIENT_DOMAINS")]
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "llmeval API",
+    "DESCRIPTION": "Submit prompts to language models, and read the answers and their scores.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api",
 }
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", 50, minimum=1, maximum=200)
 
@@ -110,6 +158,7 @@ SWEEPER_INTERVAL_SECONDS = env.int("SWEEPER_INTERVAL_SECONDS", 60, minimum=1)
 PENDING_GRACE_SECONDS = env.int("PENDING_GRACE_SECONDS", 300, minimum=1)
 
 _broker_url = config.broker_url(env)
+CACHES = config.cache_settings(env, _broker_url)
 globals().update(
     celery_settings(
         broker_url=_broker_url,
@@ -126,6 +175,7 @@ EMAIL_RATE_LIMIT_PER_SECOND = env.int("EMAIL_RATE_LIMIT_PER_SECOND", 2, minimum=
 # Email.
 _email = config.email_settings(env, VAR_DIR)
 EMAIL_PROVIDER: str = _email.pop("EMAIL_PROVIDER")
+EMAIL_URL_SET = env.is_set("EMAIL_URL")
 globals().update(_email)
 DEFAULT_FROM_EMAIL = env.str("EMAIL_FROM", "LLM Eval <evaluations@localhost>")
 

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from llmeval.api import views
 
@@ -14,6 +15,8 @@ urlpatterns = [
     ),
     re_path(r"^api/models/?$", views.ModelListView.as_view(), name="model-list"),
     re_path(r"^api/health/?$", views.HealthView.as_view(), name="health"),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
 handler400 = "llmeval.api.errors.bad_request"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Any
 
 from rest_framework import serializers
@@ -46,6 +47,11 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+def _has_format_character(text: str) -> bool:
+    """Tell whether ``text`` has invisible format characters such as U+200B."""
+    return any(unicodedata.category(char) == "Cf" for char in text)
+
+
 class SingleEmailField(serializers.EmailField):
     """One bare address (``user@example.com``): no display name, list or line break."""
 
@@ -53,8 +59,10 @@ class SingleEmailField(serializers.EmailField):
         "not_a_string": "Must be a string holding one email address.",
         "forbidden_characters": (
             "Must be one bare email address such as user@example.com, without spaces, "
-            "line breaks, commas, semicolons, quotes or angle brackets."
+            "line breaks, commas, semicolons, quotes, angle brackets or encoded words."
         ),
+        "domain": "The domain must be a public host name such as example.com (no IP "
+        "addresses, no single-label names, labels of at most 63 characters).",
     }
 
     def __init__(self, **kwargs: Any) -> None:
@@ -65,7 +73,27 @@ class SingleEmailField(serializers.EmailField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("not_a_string")
-        if _EMAIL_FORBIDDEN.search(data):
+        if _EMAIL_FORBIDDEN.search(data) or "=?" in data or _has_format_character(data):
             self.fail("forbidden_characters")
         value: str = super().to_internal_value(data)
         return value
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        value = super().run_validation(data)
+        if not value:
+            return value
+        # The validators have accepted it by now, so it has exactly one usable "@".
+        local_part, domain = value.rsplit("@", 1)
+        return f"{local_part}@{self._checked_domain(domain)}"
+
+    def _checked_domain(self, domain: str) -> str:
+        """Return the domain in its ASCII (punycode) form, which is what is delivered to."""
+        if domain.startswith("[") or "." not in domain:
+            self.fail("domain")
+        try:
+            ascii_domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            self.fail("domain")
+        if len(ascii_domain) > 253:
+            self.fail("domain")
+        return ascii_domain.lower()

@@ -17,11 +17,10 @@ from llmeval.api.fields import (
 from llmeval.evaluations.models import Evaluation, Status
 from llmeval.notifications.models import Notification
 from llmeval.providers.base import GenerationRequest
-from llmeval.providers.llamacpp import DEFAULT_CONTEXT_WINDOW, prompt_token_count
+from llmeval.providers.llamacpp import DEFAULT_CONTEXT_WINDOW, MAX_SEED, prompt_token_count
 from llmeval.providers.registry import ModelSpec, registry
 
-# llama.cpp reads 0xFFFFFFFF as "choose a random seed", so the largest usable seed is one less.
-SEED_MAX = 2**32 - 2
+SEED_MAX = MAX_SEED
 
 
 class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
@@ -29,7 +28,7 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
 
     input_prompt = StrictCharField(trim_whitespace=False)
     recipient_email = SingleEmailField(required=False, allow_null=True, allow_blank=True)
-    model = StrictCharField(required=False)
+    model = StrictCharField(required=False, trim_whitespace=False)
     system_prompt = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
     max_new_tokens = StrictIntegerField(required=False, min_value=1)
     temperature = StrictFloatField(required=False, min_value=0.0, max_value=2.0)
@@ -59,7 +58,10 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError(
-                    {name: ["Unknown field; remove it or check its spelling."] for name in unknown}
+                    {
+                        _printable(name): ["Unknown field; remove it or check its spelling."]
+                        for name in unknown
+                    }
                 )
         validated: dict[str, Any] = super().to_internal_value(data)
         return validated
@@ -67,6 +69,19 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
     def validate_input_prompt(self, value: str) -> str:
         if not value.strip():
             raise serializers.ValidationError("This field may not be blank.", code="blank")
+        return value
+
+    def validate_recipient_email(self, value: str | None) -> str | None:
+        allowed = settings.RECIPIENT_DOMAINS
+        if not value or not allowed:
+            return value
+        domain = value.rsplit("@", 1)[-1].lower()
+        if domain not in allowed:
+            raise serializers.ValidationError(
+                f"Recipients must be at one of these domains: {', '.join(allowed)} "
+                "(RECIPIENT_DOMAINS).",
+                code="domain_not_allowed",
+            )
         return value
 
     def validate_model(self, value: str) -> str:
@@ -95,6 +110,11 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
     @property
     def model_spec(self) -> ModelSpec:
         return registry().get(self.validated_data["model"])
+
+
+def _printable(name: str) -> str:
+    """Escape lone surrogates, which cannot be encoded in the JSON error response."""
+    return name.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def check_credentials(spec: ModelSpec) -> None:

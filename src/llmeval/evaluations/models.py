@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from django.conf import settings
 from django.db import models
 
 from llmeval.ids import uuid7
@@ -30,6 +31,14 @@ class Evaluation(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
 
+    # None for evaluations submitted anonymously (ALLOW_ANONYMOUS_ACCESS).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="evaluations",
+    )
     input_prompt = models.TextField()
     system_prompt = models.TextField(blank=True, default="")
     model = models.CharField(max_length=200)
@@ -54,8 +63,9 @@ class Evaluation(models.Model):
     claimed_by = models.CharField(max_length=64, blank=True, default="")
     queued_at = models.DateTimeField(auto_now_add=True)
 
-    # A client's Idempotency-Key and a hash of the request body it came with.
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # A client's Idempotency-Key (unique per owner) and a hash of the body it came with.
+    # NULL, not "", means "no key", so the unique constraint skips those rows.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -64,10 +74,20 @@ class Evaluation(models.Model):
 
     class Meta:
         ordering: ClassVar[list[str]] = ["-id"]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                nulls_distinct=False,
+                name="evaluation_owner_idempotency_key",
+            ),
+        ]
         indexes: ClassVar[list[models.Index]] = [
             # The list endpoint filters on status and pages by id; the sweeper
             # scans pending and running rows by age.
             models.Index(fields=["status", "-id"], name="evaluation_status_id"),
+            models.Index(fields=["owner", "-id"], name="evaluation_owner_id"),
+            models.Index(fields=["owner", "status", "-id"], name="evaluation_owner_status_id"),
             models.Index(
                 fields=["status", "queued_at"],
                 name="evaluation_unfinished",

@@ -40,6 +40,7 @@ class Submission:
     recipient_email: str = ""
     idempotency_key: str | None = None
     request_fingerprint: str = ""
+    owner_id: int | None = None
 
 
 class IdempotencyConflict(Exception):
@@ -53,7 +54,7 @@ def submit(submission: Submission) -> tuple[Evaluation, bool]:
     evaluation is returned and nothing is stored or enqueued.
     """
     if submission.idempotency_key:
-        existing = Evaluation.objects.filter(idempotency_key=submission.idempotency_key).first()
+        existing = _by_idempotency_key(submission)
         if existing is not None:
             return _replay(existing, submission), False
 
@@ -63,16 +64,25 @@ def submit(submission: Submission) -> tuple[Evaluation, bool]:
         # Two requests with the same new key raced; the other one inserted first.
         if not submission.idempotency_key:
             raise
-        existing = Evaluation.objects.get(idempotency_key=submission.idempotency_key)
+        existing = _by_idempotency_key(submission)
+        if existing is None:
+            raise
         return _replay(existing, submission), False
 
     logger.info("evaluation.submitted evaluation=%s model=%s", evaluation.id, submission.model)
     return evaluation, True
 
 
+def _by_idempotency_key(submission: Submission) -> Evaluation | None:
+    return Evaluation.objects.filter(
+        owner_id=submission.owner_id, idempotency_key=submission.idempotency_key
+    ).first()
+
+
 def _insert(submission: Submission) -> Evaluation:
     with transaction.atomic():
         evaluation = Evaluation.objects.create(
+            owner_id=submission.owner_id,
             input_prompt=submission.input_prompt,
             system_prompt=submission.system_prompt,
             model=submission.model,
@@ -207,9 +217,11 @@ def _claimable(now: datetime, task_id: str) -> Q:
 def complete(evaluation: Evaluation, generation: Generation) -> bool:
     """Store the generation and mark the row completed; enqueue its email after commit."""
     now = timezone.now()
+    seed = evaluation.seed if evaluation.seed is not None else generation.seed
     with transaction.atomic():
         updated = _owned(evaluation).update(
             status=Status.COMPLETED,
+            seed=seed,
             response=storable_text(generation.text),
             input_tokens=generation.input_tokens,
             output_tokens=generation.output_tokens,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
@@ -15,6 +17,18 @@ RESPONSE_EXCERPT_CHARS = 1500
 SUBJECT_PROMPT_CHARS = 60
 
 
+def subject_text(prompt: str) -> str:
+    """Turn a prompt into one safe line for the Subject header.
+
+    Control and format characters go, and "=?" is broken up: Python before
+    3.12.5 decodes an RFC 2047 encoded word in a header and can write the line
+    breaks it holds back out, which would let a prompt add headers.
+    """
+    printable = "".join(" " if unicodedata.category(char)[0] in "CZ" else char for char in prompt)
+    line = " ".join(printable.split()).replace("=?", "= ?")
+    return excerpt(line, SUBJECT_PROMPT_CHARS)
+
+
 def build_message(notification: Notification) -> EmailMultiAlternatives:
     evaluation: Evaluation = notification.evaluation
     context = {
@@ -24,8 +38,7 @@ def build_message(notification: Notification) -> EmailMultiAlternatives:
         "response_excerpt": excerpt(evaluation.response, RESPONSE_EXCERPT_CHARS),
         "result_url": f"{settings.PUBLIC_BASE_URL}/api/evaluate/{evaluation.id}",
     }
-    prompt_line = " ".join(evaluation.input_prompt.split())
-    subject = f"Evaluation {evaluation.status}: {excerpt(prompt_line, SUBJECT_PROMPT_CHARS)}"
+    subject = f"Evaluation {evaluation.status}: {subject_text(evaluation.input_prompt)}"
 
     message = EmailMultiAlternatives(
         subject=subject,

@@ -53,6 +53,14 @@ def send_notification(self: Task[Any, Any], notification_id: str) -> None:
     except NotificationSendError as exc:
         _handle_send_error(self, notification, exc)
         return
+    except Exception as exc:
+        # A message Django cannot build (an address it rejects, say) fails the
+        # same way on every attempt, so it is recorded rather than retried.
+        logger.exception("notification.internal_error notification=%s", notification.id)
+        services.mark_failed(
+            notification, f"the email could not be built: {type(exc).__name__}: {exc}"
+        )
+        return
 
     services.mark_sent(notification, message_id)
     logger.info(

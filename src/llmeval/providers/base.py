@@ -35,6 +35,8 @@ class Generation:
     latency_ms: int
     finish_reason: str = ""
     request_id: str = ""
+    # The sampling seed actually used, when the provider chose one.
+    seed: int | None = None
 
 
 class Provider(ABC):

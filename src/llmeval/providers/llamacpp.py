@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 PROVIDER_NAME = "llamacpp"
 DEFAULT_CONTEXT_WINDOW = 2048
+# llama.cpp reads 0xFFFFFFFF as "choose a random seed", so the largest usable seed is one less.
+MAX_SEED = 2**32 - 2
 
 # One model is loaded per process: a request for another model unloads the
 # current one. The lock also keeps generation to one at a time per loaded model,
@@ -42,13 +45,16 @@ class LlamaCppProvider(Provider):
             # request's cached prefix changes the logits slightly, and then the
             # same seed no longer reproduces the same answer.
             llama.reset()
+            # Without a seed llama-cpp-python derives one from the previous call,
+            # so "no seed" would repeat; draw one and report it so it can be reused.
+            seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
             started = time.perf_counter()
             try:
                 result = llama.create_chat_completion(
                     messages=request.messages(),
                     max_tokens=request.max_new_tokens,
                     temperature=request.temperature,
-                    seed=request.seed,
+                    seed=seed,
                 )
             except ValueError as exc:
                 # llama-cpp-python raises ValueError when the prompt and
@@ -60,7 +66,7 @@ class LlamaCppProvider(Provider):
                 ) from None
             latency_ms = round((time.perf_counter() - started) * 1000)
 
-        return _to_generation(result, latency_ms)
+        return _to_generation(result, latency_ms, seed)
 
     def _load(self) -> Any:
         global _loaded
@@ -150,7 +156,7 @@ def _close_models() -> None:
         _loaded = None
 
 
-def _to_generation(result: Any, latency_ms: int) -> Generation:
+def _to_generation(result: Any, latency_ms: int, seed: int) -> Generation:
     choice = result["choices"][0]
     usage = result.get("usage") or {}
     return Generation(
@@ -160,4 +166,5 @@ def _to_generation(result: Any, latency_ms: int) -> Generation:
         latency_ms=latency_ms,
         finish_reason=choice.get("finish_reason") or "",
         request_id=str(result.get("id", "")),
+        seed=seed,
     )
