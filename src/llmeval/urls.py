@@ -14,6 +14,7 @@ urlpatterns = [
         name="evaluation-detail",
     ),
     re_path(r"^api/models/?$", views.ModelListView.as_view(), name="model-list"),
+    re_path(r"^api/metrics/?$", views.MetricListView.as_view(), name="metric-list"),
     re_path(r"^api/health/?$", views.HealthView.as_view(), name="health"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

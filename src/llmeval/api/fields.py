@@ -12,6 +12,7 @@ import re
 import unicodedata
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # Characters that would let a value add headers to an email or a second recipient.
@@ -50,6 +51,46 @@ class StrictFloatField(serializers.FloatField):
 def _has_format_character(text: str) -> bool:
     """Tell whether ``text`` has invisible format characters such as U+200B."""
     return any(unicodedata.category(char) == "Cf" for char in text)
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "maxItems": 20,
+        "description": "Metric names, or objects with a name, an optional threshold from 0 "
+        "to 1, and the metric's parameters (inline or under 'params'). "
+        "GET /api/metrics lists them.",
+        "items": {
+            "oneOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "threshold": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "nullable": True,
+                        },
+                        "params": {"type": "object"},
+                    },
+                    "additionalProperties": True,
+                },
+            ]
+        },
+        "example": ["exact_match", "rouge_l", {"name": "contains", "value": "yield"}],
+    }
+)
+class MetricsField(serializers.Field):  # type: ignore[type-arg]
+    """The raw ``metrics`` value; the serializer checks it with the scoring registry."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
 
 
 class SingleEmailField(serializers.EmailField):

@@ -9,6 +9,7 @@ from django.core.validators import MaxLengthValidator, MaxValueValidator
 from rest_framework import serializers
 
 from llmeval.api.fields import (
+    MetricsField,
     SingleEmailField,
     StrictCharField,
     StrictFloatField,
@@ -19,6 +20,7 @@ from llmeval.notifications.models import Notification
 from llmeval.providers.base import GenerationRequest
 from llmeval.providers.llamacpp import DEFAULT_CONTEXT_WINDOW, MAX_SEED, prompt_token_count
 from llmeval.providers.registry import ModelSpec, registry
+from llmeval.scoring import MetricSpecError, default_metrics, parse_metrics
 
 SEED_MAX = MAX_SEED
 
@@ -33,11 +35,15 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
     max_new_tokens = StrictIntegerField(required=False, min_value=1)
     temperature = StrictFloatField(required=False, min_value=0.0, max_value=2.0)
     seed = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=SEED_MAX)
+    expected_output = StrictCharField(
+        required=False, allow_null=True, allow_blank=True, trim_whitespace=False
+    )
+    metrics = MetricsField(required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         limit = settings.MAX_PROMPT_CHARS
-        for name in ("input_prompt", "system_prompt"):
+        for name in ("input_prompt", "system_prompt", "expected_output"):
             self.fields[name].validators.append(
                 MaxLengthValidator(
                     limit,
@@ -105,11 +111,51 @@ class EvaluationCreateSerializer(serializers.Serializer[dict[str, Any]]):
         spec = registry().get(attrs["model"])
         check_credentials(spec)
         check_context_window(spec, attrs)
+        attrs["metrics"] = checked_metrics(attrs)
         return attrs
 
     @property
     def model_spec(self) -> ModelSpec:
         return registry().get(self.validated_data["model"])
+
+
+def checked_metrics(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Parse the requested metrics (or the defaults) and check the models judges name."""
+    has_expected_output = attrs.get("expected_output") is not None
+    try:
+        if "metrics" in attrs:
+            specs = parse_metrics(attrs["metrics"], has_expected_output)
+        else:
+            specs = default_metrics(has_expected_output)
+    except MetricSpecError as exc:
+        raise serializers.ValidationError({"metrics": [str(exc)]}) from None
+
+    models = registry().models
+    for index, spec in enumerate(specs):
+        if spec.name != "judge":
+            continue
+        judge_model = spec.params["model"]
+        if judge_model not in models:
+            raise serializers.ValidationError(
+                {
+                    "metrics": [
+                        f"metrics[{index}]: metric 'judge': model {judge_model!r} is not "
+                        f"registered; registered models: {', '.join(sorted(models))}"
+                    ]
+                }
+            )
+        try:
+            check_credentials(models[judge_model])
+        except serializers.ValidationError:
+            raise serializers.ValidationError(
+                {
+                    "metrics": [
+                        f"metrics[{index}]: metric 'judge': model {judge_model!r} needs "
+                        "HF_TOKEN, which is not set on this server"
+                    ]
+                }
+            ) from None
+    return [spec.to_dict() for spec in specs]
 
 
 def _printable(name: str) -> str:
@@ -188,8 +234,27 @@ class ParametersSerializer(serializers.Serializer[Evaluation]):
     seed = serializers.IntegerField(allow_null=True)
 
 
+class ScoreSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField()
+    value = serializers.FloatField(allow_null=True, help_text="From 0 to 1; null on error.")
+    passed = serializers.BooleanField(
+        allow_null=True, help_text="Whether value >= threshold; null without a threshold."
+    )
+    threshold = serializers.FloatField(allow_null=True)
+    details = serializers.DictField(help_text="What the value is made of, per metric.")
+    error = serializers.CharField(allow_blank=True)
+
+
+class MetricSpecSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField()
+    params = serializers.DictField()
+    threshold = serializers.FloatField(allow_null=True)
+
+
 class EvaluationSerializer(serializers.ModelSerializer[Evaluation]):
     message = serializers.CharField(read_only=True)
+    metrics = MetricSpecSerializer(many=True, read_only=True)
+    scores = ScoreSerializer(many=True, read_only=True)
     parameters = ParametersSerializer(source="*", read_only=True)
     usage = UsageSerializer(source="*", read_only=True)
     notification = serializers.SerializerMethodField()
@@ -208,6 +273,10 @@ class EvaluationSerializer(serializers.ModelSerializer[Evaluation]):
             "usage",
             "latency_ms",
             "finish_reason",
+            "expected_output",
+            "metrics",
+            "scores",
+            "passed",
             "error",
             "attempts",
             "created_at",
@@ -221,6 +290,25 @@ class EvaluationSerializer(serializers.ModelSerializer[Evaluation]):
         if notification is None:
             return None
         return dict(NotificationSerializer(notification).data)
+
+
+class MetricParameterSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    description = serializers.CharField()
+    required = serializers.BooleanField()  # type: ignore[assignment]
+    default = serializers.JSONField(allow_null=True)
+    choices = serializers.ListField(child=serializers.CharField())
+
+
+class MetricDescriptionSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    requires_expected_output = serializers.BooleanField()
+    default_threshold = serializers.FloatField(allow_null=True)
+    available = serializers.BooleanField()
+    unavailable_reason = serializers.CharField(allow_null=True)
+    parameters = MetricParameterSerializer(many=True)
 
 
 class StatusFilterSerializer(serializers.Serializer[dict[str, Any]]):

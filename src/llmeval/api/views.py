@@ -36,6 +36,7 @@ from llmeval.api import schema
 from llmeval.api.serializers import (
     EvaluationCreateSerializer,
     EvaluationSerializer,
+    MetricDescriptionSerializer,
     ModelSerializer,
     StatusFilterSerializer,
     SubmittedSerializer,
@@ -44,6 +45,7 @@ from llmeval.api.throttling import EmailRateThrottle, throttles_for
 from llmeval.evaluations import services
 from llmeval.evaluations.models import Evaluation
 from llmeval.providers.registry import registry
+from llmeval.scoring import describe_all
 
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 
@@ -152,6 +154,8 @@ class EvaluationListCreateView(ThrottledByMethod):
             idempotency_key=idempotency_key,
             request_fingerprint=fingerprint(request.data),
             owner_id=request.user.pk if request.user is not None else None,
+            expected_output=data.get("expected_output"),
+            metrics=data["metrics"],
         )
         try:
             evaluation, created = services.submit(submission)
@@ -252,6 +256,22 @@ class ModelListView(ThrottledByMethod):
         models = registry()
         results = [ModelSerializer(spec).data for spec in models.models.values()]
         return Response({"default": models.default, "results": results})
+
+
+MetricListSerializer = inline_serializer(
+    name="MetricList", fields={"results": MetricDescriptionSerializer(many=True)}
+)
+
+
+class MetricListView(ThrottledByMethod):
+    @extend_schema(
+        operation_id="metrics_list",
+        summary="List the scorers, with their parameters",
+        responses={200: MetricListSerializer, **schema.COMMON_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        results = [MetricDescriptionSerializer(item).data for item in describe_all()]
+        return Response({"results": results})
 
 
 class HealthView(APIView):

@@ -46,6 +46,14 @@ class Evaluation(models.Model):
     temperature = models.FloatField()
     seed = models.BigIntegerField(null=True, blank=True)
 
+    # Scoring: the reference answer, the metric specs (MetricSpec.to_dict) run
+    # after generation, their results (Score.to_dict), and whether every
+    # threshold was met (None when no metric has a threshold).
+    expected_output = models.TextField(null=True, blank=True)  # noqa: DJ001
+    metrics = models.JSONField(default=list, blank=True)
+    scores = models.JSONField(default=list, blank=True)
+    passed = models.BooleanField(null=True, blank=True)
+
     response = models.TextField(blank=True, default="")
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -20,6 +22,8 @@ from django.utils import timezone
 from llmeval.evaluations.models import FINISHED_STATUSES, Evaluation, Status
 from llmeval.notifications.models import Notification
 from llmeval.providers.base import Generation
+from llmeval.scoring.base import Score
+from llmeval.scoring.runner import overall_passed
 from llmeval.text import storable_text
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,8 @@ class Submission:
     idempotency_key: str | None = None
     request_fingerprint: str = ""
     owner_id: int | None = None
+    expected_output: str | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
 class IdempotencyConflict(Exception):
@@ -91,6 +97,8 @@ def _insert(submission: Submission) -> Evaluation:
             seed=submission.seed,
             idempotency_key=submission.idempotency_key,
             request_fingerprint=submission.request_fingerprint,
+            expected_output=submission.expected_output,
+            metrics=submission.metrics,
         )
         if submission.recipient_email:
             Notification.objects.create(evaluation=evaluation, recipient=submission.recipient_email)
@@ -139,7 +147,7 @@ def claim(evaluation_id: uuid.UUID, task_id: str) -> Evaluation | None:
     """Move a claimable row to running for this task; return it, or None if not claimable.
 
     A row is claimable when it is pending, when its running claim has expired, or
-    when this same task id holds it: Celery redelivers a message whose worker
+    when this same task id has claimed it: Celery redelivers a message whose worker
     died with the same task id, so that claim belongs to a dead process.
     """
     now = timezone.now()
@@ -214,8 +222,8 @@ def _claimable(now: datetime, task_id: str) -> Q:
     )
 
 
-def complete(evaluation: Evaluation, generation: Generation) -> bool:
-    """Store the generation and mark the row completed; enqueue its email after commit."""
+def complete(evaluation: Evaluation, generation: Generation, scores: Sequence[Score] = ()) -> bool:
+    """Store the generation and its scores, mark the row completed, enqueue its email."""
     now = timezone.now()
     seed = evaluation.seed if evaluation.seed is not None else generation.seed
     with transaction.atomic():
@@ -228,6 +236,8 @@ def complete(evaluation: Evaluation, generation: Generation) -> bool:
             latency_ms=generation.latency_ms,
             finish_reason=generation.finish_reason[:32],
             provider_request_id=generation.request_id[:200],
+            scores=[_storable_score(score) for score in scores],
+            passed=overall_passed(scores),
             error="",
             lease_expires_at=None,
             completed_at=now,
@@ -235,6 +245,21 @@ def complete(evaluation: Evaluation, generation: Generation) -> bool:
         if updated:
             _notify_after_commit(evaluation)
     return updated == 1
+
+
+def _storable_score(score: Score) -> dict[str, Any]:
+    """Return the score with every string cleaned, since jsonb rejects NUL and lone surrogates."""
+    return cast(dict[str, Any], _storable_json(score.to_dict()))
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(key)): _storable_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable_json(item) for item in value]
+    return value
 
 
 def fail(evaluation: Evaluation, error: str) -> bool:

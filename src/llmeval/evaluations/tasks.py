@@ -1,4 +1,4 @@
-"""Worker tasks: generate an evaluation's answer, and sweep rows whose task was lost."""
+"""Worker tasks: generate an evaluation's response, and sweep rows whose task was lost."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from llmeval.evaluations.models import Evaluation
 from llmeval.providers.base import Generation, GenerationRequest
 from llmeval.providers.errors import ProviderError
 from llmeval.providers.registry import ModelConfigError, get_provider, registry
+from llmeval.scoring.base import Score, ScoringCase
+from llmeval.scoring.runner import run_metrics
 from llmeval.tasking import backoff_seconds, project_task
+from llmeval.text import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ def _generate(task: Task[Any, Any], evaluation_id: uuid.UUID) -> None:
     connection.close()
     try:
         generation = _call_model(evaluation)
+        scores = _score(evaluation, generation)
     except ProviderError as exc:
         _handle_provider_error(task, evaluation, exc)
         return
@@ -75,7 +79,7 @@ def _generate(task: Task[Any, Any], evaluation_id: uuid.UUID) -> None:
     finally:
         close_old_connections()
 
-    services.complete(evaluation, generation)
+    services.complete(evaluation, generation, scores)
     logger.info(
         "evaluation.completed evaluation=%s model=%s attempt=%s latency_ms=%s output_tokens=%s",
         evaluation.id,
@@ -96,6 +100,19 @@ def _call_model(evaluation: Evaluation) -> Generation:
         seed=evaluation.seed,
     )
     return get_provider(spec).generate(request)
+
+
+def _score(evaluation: Evaluation, generation: Generation) -> list[Score]:
+    if not evaluation.metrics:
+        return []
+    case = ScoringCase(
+        prompt=evaluation.input_prompt,
+        response=storable_text(generation.text),
+        expected_output=evaluation.expected_output,
+        latency_ms=generation.latency_ms,
+        output_tokens=generation.output_tokens,
+    )
+    return run_metrics(evaluation.metrics, case)
 
 
 def _handle_provider_error(
