@@ -42,6 +42,12 @@ context_window = 2048
 provider = "huggingface"
 model_id = "google/gemma-2-2b-it"
 
+[models.limited]
+provider = "huggingface"
+base_url = "{openai_url}/v1"
+model_id = "limited-model"
+max_concurrency = 2
+
 [models.local-openai]
 provider = "huggingface"
 base_url = "{openai_url}/v1"

@@ -42,6 +42,8 @@ class RecordingServer:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._request_handler_class())
         self._server.daemon_threads = True
@@ -63,6 +65,7 @@ class RecordingServer:
     def reset(self, handler: Handler | None = None) -> None:
         with self._lock:
             self.requests.clear()
+            self.max_in_flight = self.in_flight
             if handler is not None:
                 self.handler = handler
 
@@ -75,6 +78,15 @@ class RecordingServer:
             self.requests.append(request)
             handler = self.handler
         return handler(request)
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -91,9 +103,13 @@ class RecordingServer:
                     headers={key.lower(): value for key, value in self.headers.items()},
                     body=body,
                 )
-                reply = server._record(request)
-                if reply.delay:
-                    time.sleep(reply.delay)
+                server._enter()
+                try:
+                    reply = server._record(request)
+                    if reply.delay:
+                        time.sleep(reply.delay)
+                finally:
+                    server._leave()
                 if reply.drop_connection:
                     self.close_connection = True
                     self.connection.shutdown(2)

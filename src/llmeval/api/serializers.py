@@ -320,6 +320,9 @@ class ModelSerializer(serializers.Serializer[ModelSpec]):
     provider = serializers.CharField()
     description = serializers.CharField()
     context_window = serializers.IntegerField(allow_null=True)
+    max_concurrency = serializers.IntegerField(
+        allow_null=True, help_text="Calls in flight across all workers; null when unlimited."
+    )
     queue = serializers.CharField()
     default = serializers.SerializerMethodField(method_name="is_default_model")
 

@@ -102,7 +102,9 @@ def _insert(submission: Submission) -> Evaluation:
         )
         if submission.recipient_email:
             Notification.objects.create(evaluation=evaluation, recipient=submission.recipient_email)
-        transaction.on_commit(lambda: enqueue_generation(evaluation.id, submission.queue))
+        transaction.on_commit(
+            lambda: enqueue_generation(evaluation.id, submission.queue, submission.model)
+        )
     return evaluation
 
 
@@ -115,7 +117,7 @@ def _replay(existing: Evaluation, submission: Submission) -> Evaluation:
     return existing
 
 
-def enqueue_generation(evaluation_id: uuid.UUID, queue: str) -> bool:
+def enqueue_generation(evaluation_id: uuid.UUID, queue: str, model: str) -> bool:
     """Publish the generation task; return False when the broker cannot be reached.
 
     A failed publish loses nothing: the row stays pending and the sweeper
@@ -126,6 +128,8 @@ def enqueue_generation(evaluation_id: uuid.UUID, queue: str) -> bool:
     try:
         generate_evaluation.apply_async(
             args=(str(evaluation_id),),
+            # The model name lets the task take a concurrency slot before it claims the row.
+            kwargs={"model": model},
             queue=queue,
             retry=True,
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5},

@@ -64,7 +64,7 @@ def _requeue_evaluations(now: datetime) -> int:
             continue
         # Restart the grace period so the next sweep does not enqueue it again.
         Evaluation.objects.filter(pk=evaluation_id, status=Status.PENDING).update(queued_at=now)
-        if services.enqueue_generation(evaluation_id, queue):
+        if services.enqueue_generation(evaluation_id, queue, model_name):
             requeued += 1
     return requeued
 

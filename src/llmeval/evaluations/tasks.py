@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import random
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
+from llmeval.celery import app
 from llmeval.celery_config import QUEUE_MAINTENANCE, QUEUE_REMOTE
 from llmeval.evaluations import services, sweeper
 from llmeval.evaluations.models import Evaluation
 from llmeval.providers.base import Generation, GenerationRequest
+from llmeval.providers.concurrency import concurrency_limiter
 from llmeval.providers.errors import ProviderError
 from llmeval.providers.registry import ModelConfigError, get_provider, registry
 from llmeval.scoring.base import Score, ScoringCase
@@ -25,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Retries of a task whose database was unreachable, before the sweeper takes over.
 MAX_DATABASE_RETRIES = 20
+# A concurrency slot outlives the provider timeout by this much before it expires.
+SLOT_LEASE_MARGIN_SECONDS = 30
 
 
 @project_task(
@@ -32,8 +38,13 @@ MAX_DATABASE_RETRIES = 20
     queue=QUEUE_REMOTE,
     time_limit=settings.GENERATION_TIME_LIMIT_SECONDS,
 )
-def generate_evaluation(self: Task[Any, Any], evaluation_id: str) -> None:
-    """Claim the row, call the model with no database connection held, store the outcome."""
+def generate_evaluation(self: Task[Any, Any], evaluation_id: str, model: str | None = None) -> None:
+    """Claim the row, call the model with no database connection held, store the outcome.
+
+    ``model`` names the evaluation's model so a concurrency slot can be taken
+    before the claim; without it (older messages) the task runs unlimited.
+    """
+    slot = _take_slot(self, model)
     try:
         _generate(self, uuid.UUID(evaluation_id))
     except (OperationalError, InterfaceError) as exc:
@@ -49,6 +60,37 @@ def generate_evaluation(self: Task[Any, Any], evaluation_id: str) -> None:
             type(exc).__name__,
         )
         raise self.retry(countdown=delay, exc=exc) from None
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    model: str
+    token: str
+
+    def release(self) -> None:
+        concurrency_limiter(app.conf.broker_url).release(self.model, self.token)
+
+
+def _take_slot(task: Task[Any, Any], model: str | None) -> _Slot | None:
+    """Take one of the model's concurrency slots, or retry the task shortly when none is free."""
+    if model is None:
+        return None
+    try:
+        limit = registry().get(model).max_concurrency
+    except ModelConfigError:
+        return None
+    if limit is None:
+        return None
+
+    token = uuid.uuid4().hex
+    lease = settings.PROVIDER_TIMEOUT_SECONDS + SLOT_LEASE_MARGIN_SECONDS
+    if concurrency_limiter(app.conf.broker_url).acquire(model, limit, token, lease):
+        return _Slot(model, token)
+    # Every slot is busy: wait a little without claiming the row, so no attempt is used.
+    raise task.retry(countdown=random.uniform(0.05, 0.5), max_retries=None)
 
 
 def _generate(task: Task[Any, Any], evaluation_id: uuid.UUID) -> None:

@@ -31,6 +31,8 @@ class ModelSpec:
     provider: ProviderKind
     description: str = ""
     context_window: int | None = None
+    # Calls in flight across all workers; None means no limit.
+    max_concurrency: int | None = None
     # llamacpp
     path: Path | None = None
     # huggingface
@@ -103,11 +105,20 @@ def _parse_model(name: str, entry: Any, base_dir: Path) -> ModelSpec:
     if context_window is not None and (not isinstance(context_window, int) or context_window < 1):
         raise ModelConfigError(f"Model {name!r}: context_window must be a positive integer.")
 
+    max_concurrency = entry.get("max_concurrency")
+    if max_concurrency is not None and (
+        not isinstance(max_concurrency, int)
+        or isinstance(max_concurrency, bool)
+        or max_concurrency < 1
+    ):
+        raise ModelConfigError(f"Model {name!r}: max_concurrency must be a positive integer.")
+
     common: dict[str, Any] = {
         "name": name,
         "provider": provider,
         "description": str(entry.get("description", "")),
         "context_window": context_window,
+        "max_concurrency": max_concurrency,
     }
     if provider == "llamacpp":
         return ModelSpec(**common, path=_gguf_path(name, entry, base_dir))
