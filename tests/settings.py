@@ -12,6 +12,7 @@ _session_dir = os.environ.setdefault("LLMEVAL_TEST_DIR", tempfile.mkdtemp(prefix
 os.environ["LLMEVAL_ENV_FILE"] = ""
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("THROTTLE_SUBMIT_RATE", "100000/min")
+os.environ.setdefault("AUTH_CACHE_SECONDS", "0")
 os.environ.setdefault("THROTTLE_READ_RATE", "100000/min")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ["LLMEVAL_VAR_DIR"] = _session_dir

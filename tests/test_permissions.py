@@ -172,3 +172,38 @@ def test_anonymous_mode_is_separate_from_users(settings, owner, owned_evaluation
     assert [item["id"] for item in listed] == [submitted.json()["id"]]
     assert anonymous.get(f"/api/evaluate/{owned_evaluation}").status_code == 404
     assert Evaluation.objects.get(pk=submitted.json()["id"]).owner is None
+
+
+def test_key_lookup_is_reused_within_cache_time(settings, owner):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.AUTH_CACHE_SECONDS = 30
+    owner.get("/api/models")
+
+    with CaptureQueriesContext(connection) as captured:
+        response = owner.get("/api/models")
+
+    assert response.status_code == 200
+    assert not any("accounts_apikey" in query["sql"] for query in captured.captured_queries)
+
+
+def test_cached_key_still_expires(settings, owner):
+    settings.AUTH_CACHE_SECONDS = 30
+    owner.get("/api/models")
+    ApiKey.objects.filter(user=owner.user).update(expires_at=timezone.now())
+    from llmeval.accounts import authentication
+
+    for _, cached in authentication._seen.values():
+        cached.expires_at = timezone.now()
+
+    assert owner.get("/api/models").status_code == 401
+
+
+def test_revoke_clears_cached_keys(settings, owner):
+    settings.AUTH_CACHE_SECONDS = 30
+    owner.get("/api/models")
+
+    ApiKey.objects.get(user=owner.user).revoke()
+
+    assert owner.get("/api/models").status_code == 401

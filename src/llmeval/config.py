@@ -58,10 +58,17 @@ def database_settings(env: Env) -> dict[str, Any]:
             f"DATABASE_URL uses the unsupported engine {engine!r}: use postgres:// or sqlite://."
         )
 
-    config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
-    config["CONN_HEALTH_CHECKS"] = True
     config.setdefault("OPTIONS", {})
     config["OPTIONS"]["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+    pool_size = env.int("DATABASE_POOL_SIZE", 0, minimum=0)
+    if pool_size:
+        # Django's psycopg pool: closing a connection returns it to the pool, so a
+        # worker that lets go of its connection during each model call stays cheap.
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"]["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 10}
+    else:
+        config["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+        config["CONN_HEALTH_CHECKS"] = True
     config["TEST"] = {"NAME": env.optional_str("DATABASE_TEST_NAME")}
     return config
 

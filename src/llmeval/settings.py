@@ -111,6 +111,9 @@ PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"
 # Anonymous use is for a local single-user install only: every request without a
 # key then shares one space of evaluations.
 ALLOW_ANONYMOUS_ACCESS = env.bool("ALLOW_ANONYMOUS_ACCESS", default=False)
+# Seconds an API process reuses a key it has looked up; a revocation reaches the
+# other processes within this time. 0 looks the key up on every request.
+AUTH_CACHE_SECONDS = env.int("AUTH_CACHE_SECONDS", 30, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["llmeval.api.parsers.BoundedJSONParser"],
@@ -141,6 +144,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api",
 }
+# Routes the bare comparison view of bench/bench_submit.py; never on in production.
+BENCH_BARE_VIEW = env.bool("LLMEVAL_BENCH_BARE_VIEW", default=False)
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", 50, minimum=1, maximum=200)
 
 # Models are registered by name in a TOML file; the packaged file is the default.
@@ -149,6 +154,7 @@ DEFAULT_MODEL = env.optional_str("DEFAULT_MODEL")
 HF_TOKEN = env.optional_str("HF_TOKEN", aliases=("HUGGING_SPACE_API", "HUGGING_FACE_HUB_TOKEN"))
 HF_ROUTER_URL = env.str("HF_ROUTER_URL", "https://router.huggingface.co/v1").rstrip("/")
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", 120.0, minimum=1.0)
+REMOTE_HTTP_MAX_CONNECTIONS = env.int("REMOTE_HTTP_MAX_CONNECTIONS", 512, minimum=1)
 LOCAL_MODEL_THREADS = env.int("LOCAL_MODEL_THREADS", 0, minimum=0)
 
 # Workers.

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -19,6 +20,11 @@ urlpatterns = [
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
+
+if settings.BENCH_BARE_VIEW:
+    from llmeval.api.bench_views import bare_submit
+
+    urlpatterns.append(re_path(r"^bench/bare-submit/?$", bare_submit))
 
 handler400 = "llmeval.api.errors.bad_request"
 handler404 = "llmeval.api.errors.not_found"

@@ -79,3 +79,7 @@ class ApiKey(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+
+        from llmeval.accounts.authentication import forget_keys
+
+        forget_keys()

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx2
 from django.conf import settings
-from huggingface_hub import ChatCompletionOutput, InferenceClient
+from huggingface_hub import ChatCompletionOutput, InferenceClient, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+from huggingface_hub.utils._http import hf_request_event_hook
 
 from llmeval.env import load_env
 from llmeval.providers.base import Generation, GenerationRequest, Provider
@@ -53,8 +55,41 @@ PERMANENT_HINTS = {
 }
 
 
+_http_client_configured = False
+_http_client_lock = threading.Lock()
+
+
+def _configure_http_client() -> None:
+    """Give huggingface_hub's shared HTTP client an explicit connection pool.
+
+    With httpx2's default pool, calls beyond about 25 in flight from one
+    process waited about 5 seconds each (seen with huggingface_hub 2.4 and
+    httpx2 2.16, 60 threads, bench/bench_end_to_end.py). Explicit limits remove
+    the wait, so a threads worker can keep its whole concurrency in flight.
+    """
+    global _http_client_configured
+    with _http_client_lock:
+        if _http_client_configured:
+            return
+        limits = httpx2.Limits(
+            max_connections=settings.REMOTE_HTTP_MAX_CONNECTIONS,
+            max_keepalive_connections=settings.REMOTE_HTTP_MAX_CONNECTIONS,
+            keepalive_expiry=30.0,
+        )
+        set_client_factory(
+            lambda: httpx2.Client(
+                event_hooks={"request": [hf_request_event_hook]},
+                follow_redirects=True,
+                timeout=None,
+                limits=limits,
+            )
+        )
+        _http_client_configured = True
+
+
 class HuggingFaceProvider(Provider):
     def __init__(self, spec: ModelSpec) -> None:
+        _configure_http_client()
         self.spec = spec
         self.url = spec.base_url or settings.HF_ROUTER_URL
         self.payload_model = _payload_model(spec)
