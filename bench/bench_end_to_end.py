@@ -1,0 +1,157 @@
+"""End-to-end benchmark: evaluations through API, queue, workers and database, fake provider.
+
+The fake provider answers after L milliseconds and allows C requests in flight
+(429 above). The model entry sets max_concurrency = C, so the ideal
+throughput is C / L evaluations per second. Prints the measured throughput,
+its ratio to ideal (target: at least 0.9), the provider's 429 count (target:
+0), and the CPU milliseconds the pipeline's processes spent per evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from service_stack import ServiceStack, post_json
+
+MODEL = "bench-remote"
+
+
+def start_fake_provider(
+    latency_ms: int, concurrency: int, seconds: int
+) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fake_provider.py")),
+         "--latency-ms", str(latency_ms), "--max-concurrency", str(concurrency),
+         "--tokens", "32", "--duration", str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    first_line = process.stdout.readline().strip()
+    if not first_line.startswith("listening on "):
+        process.kill()
+        raise RuntimeError(f"the fake provider did not start: {first_line!r}")
+    return process, first_line.removeprefix("listening on ")
+
+
+def provider_stats(url: str) -> dict[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection.request("GET", "/stats")
+    stats: dict[str, int] = json.loads(connection.getresponse().read())
+    return stats
+
+
+def submit_all(port: int, key: str, count: int, clients: int) -> None:
+    body = {"input_prompt": "Summarise the plot of Hamlet.", "model": MODEL, "max_new_tokens": 32}
+    shares = [count // clients + (1 if index < count % clients else 0) for index in range(clients)]
+
+    def client(share: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for _ in range(share):
+            status = post_json(connection, "/api/evaluate", body, key)
+            if status != 202:
+                raise RuntimeError(f"submission failed with HTTP {status}")
+
+    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evaluations", type=int, default=2000)
+    parser.add_argument("--latency-ms", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--clients", type=int, default=16, help="submitting client threads")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds before giving up")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="threads worker processes sharing C slots"
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=0, help="DATABASE_POOL_SIZE of the processes (0: off)"
+    )
+    args = parser.parse_args()
+
+    fake, fake_url = start_fake_provider(args.latency_ms, args.concurrency, args.timeout + 120)
+    workdir = Path(tempfile.mkdtemp(prefix="llmeval-bench-e2e-"))
+    models = workdir / "models.toml"
+    models.write_text(
+        f'default = "{MODEL}"\n\n[models.{MODEL}]\nprovider = "huggingface"\n'
+        f'base_url = "{fake_url}/v1"\nmodel_id = "fake"\nmax_concurrency = {args.concurrency}\n'
+    )
+    stack = ServiceStack(
+        database="llmeval_bench_e2e",
+        redis_db=6,
+        workdir=workdir,
+        extra_env={
+            "LLMEVAL_MODELS_FILE": str(models),
+            "DATABASE_POOL_SIZE": str(args.pool_size),
+        },
+    )
+    try:
+        stack.prepare()
+        stack.manage(
+            "shell",
+            "-c",
+            "from llmeval.evaluations.models import Evaluation; Evaluation.objects.all().delete()",
+        )
+        key = stack.create_api_key("bench")
+        stack.start_api(workers=2)
+        threads = -(-args.concurrency // args.workers)
+        for index in range(args.workers):
+            stack.start_worker(f"remote{index}", "generate.remote", "threads", threads)
+        time.sleep(3)
+        cpu_before = stack.cpu_seconds()
+
+        started = time.monotonic()
+        submit_all(stack.port, key, args.evaluations, args.clients)
+        submitted = time.monotonic() - started
+        finished = "status IN ('completed', 'failed')"
+        deadline = started + args.timeout
+        while stack.count(finished) < args.evaluations:
+            stack.check_running()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the evaluations did not finish within {args.timeout} s")
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+        cpu = stack.cpu_seconds() - cpu_before
+        failed = stack.count("status = 'failed'")
+        stats = provider_stats(fake_url)
+    finally:
+        stack.stop()
+        fake.terminate()
+        fake.wait(timeout=15)
+
+    ideal = args.concurrency / (args.latency_ms / 1000)
+    throughput = args.evaluations / elapsed
+    print(
+        f"end-to-end benchmark: {args.evaluations} evaluations, L = {args.latency_ms} ms, "
+        f"C = {args.concurrency}, ideal {ideal:.1f}/s"
+    )
+    print(f"submitted in {submitted:.1f} s, all finished in {elapsed:.1f} s ({failed} failed)")
+    print(f"throughput: {throughput:.1f} evaluations/s")
+    print(f"ratio to ideal: {throughput / ideal:.3f} (target >= 0.9)")
+    print(
+        f"provider: {stats.get('requests')} requests, {stats.get('rejected_429')} answered 429, "
+        f"max {stats.get('max_in_flight')} in flight (target: 0 answered 429)"
+    )
+    print(
+        f"pipeline CPU: {cpu * 1000 / args.evaluations:.1f} ms per evaluation "
+        f"(API and worker processes)"
+    )
+
+
+if __name__ == "__main__":
+    main()
