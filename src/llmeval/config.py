@@ -117,12 +117,14 @@ def broker_url(env: Env) -> str:
 def broker_transport_options(url: str, var_dir: Path) -> dict[str, Any]:
     if url.startswith("filesystem://"):
         folder = var_dir / "broker"
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         return {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            # kombu puts its control exchange in ./control unless told otherwise.
+            "control_folder": str(folder / "control"),
             "store_processed": False,
         }
     return {}
