@@ -54,7 +54,7 @@ def test_schemathesis_finds_no_errors(tmp_path, test_models):
         python_module("gunicorn", "llmeval.wsgi:application", "--bind", f"127.0.0.1:{port}",
                       "--workers", "1", "--worker-class", "gthread", "--threads", "4",
                       "--no-control-socket",
-                      # Gunicorn answers an over-long request line with its own HTML 414
+                      # Gunicorn rejects an over-long request line with its own HTML 414
                       # before the app runs; lift the cap so the fuzzer tests the API.
                       "--limit-request-line", "0"),
         env, tmp_path,

@@ -123,7 +123,7 @@ def broker_transport_options(url: str, var_dir: Path) -> dict[str, Any]:
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
-            # kombu puts its control exchange in ./control unless told otherwise.
+            # kombu puts its control exchange in ./control unless control_folder is set.
             "control_folder": str(folder / "control"),
             "store_processed": False,
         }

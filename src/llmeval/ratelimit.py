@@ -41,7 +41,7 @@ class RateLimiter:
         self.window = window
         self._client = redis.Redis.from_url(redis_url) if redis_url else None
         self._script = self._client.register_script(_ACQUIRE_SCRIPT) if self._client else None
-        # Without Redis (the embedded fallback) the limit holds per process only.
+        # Without Redis (the embedded fallback) the limit applies per process only.
         self._local: deque[float] = deque()
         self._lock = threading.Lock()
 

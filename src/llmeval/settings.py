@@ -175,7 +175,7 @@ globals().update(
 )
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
-# Resend's default limit is 2 requests per second per team; the limit holds across all workers.
+# Resend's default limit is 2 requests per second per team; the limit applies across all workers.
 EMAIL_RATE_LIMIT_PER_SECOND = env.int("EMAIL_RATE_LIMIT_PER_SECOND", 2, minimum=1)
 
 # Email.

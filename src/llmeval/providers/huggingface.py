@@ -149,7 +149,7 @@ def _read_output(
     """Check the shape of a parsed chat completion and build the generation from it."""
     error = getattr(output, "error", None)
     if error:
-        # Some servers answer 200 with {"error": ...} instead of an error status.
+        # Some servers return 200 with {"error": ...} instead of an error status.
         message = f"the provider returned an error with HTTP 200: {str(error)[:300]}"
         if TRANSIENT_ERROR_WORDS.search(str(error)):
             raise TransientProviderError(message, provider=PROVIDER_NAME)
