@@ -15,15 +15,19 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from service_stack import ServiceStack, post_json
+from service_stack import ServiceStack, post_concurrently
 
 MODEL = "bench-remote"
+BODY: dict[str, object] = {
+    "input_prompt": "Summarise the plot of Hamlet.",
+    "model": MODEL,
+    "max_new_tokens": 32,
+}
 
 
 def start_fake_provider(
@@ -49,24 +53,6 @@ def provider_stats(url: str) -> dict[str, int]:
     connection.request("GET", "/stats")
     stats: dict[str, int] = json.loads(connection.getresponse().read())
     return stats
-
-
-def submit_all(port: int, key: str, count: int, clients: int) -> None:
-    body = {"input_prompt": "Summarise the plot of Hamlet.", "model": MODEL, "max_new_tokens": 32}
-    shares = [count // clients + (1 if index < count % clients else 0) for index in range(clients)]
-
-    def client(share: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        for _ in range(share):
-            status = post_json(connection, "/api/evaluate", body, key)
-            if status != 202:
-                raise RuntimeError(f"submission failed with HTTP {status}")
-
-    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def main() -> None:
@@ -116,7 +102,7 @@ def main() -> None:
         cpu_before = stack.cpu_seconds()
 
         started = time.monotonic()
-        submit_all(stack.port, key, args.evaluations, args.clients)
+        post_concurrently(stack.port, "/api/evaluate", BODY, key, args.evaluations, args.clients)
         submitted = time.monotonic() - started
         finished = "status IN ('completed', 'failed')"
         deadline = started + args.timeout

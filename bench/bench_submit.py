@@ -9,53 +9,15 @@ and the ratio API / bare (target: at least 0.8).
 from __future__ import annotations
 
 import argparse
-import http.client
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from service_stack import ServiceStack, percentile, post_json
+from service_stack import ServiceStack, percentile, post_concurrently
 
 BODY = {"input_prompt": "explain generators in python", "max_new_tokens": 64}
-
-
-def run_load(
-    port: int, path: str, key: str | None, requests: int, clients: int
-) -> tuple[float, list[float]]:
-    """Send ``requests`` POSTs from ``clients`` threads; return (seconds, latencies in ms)."""
-    latencies: list[float] = []
-    failures: list[int] = []
-    lock = threading.Lock()
-    shares = [requests // clients + (index < requests % clients) for index in range(clients)]
-
-    def client(share: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        for _ in range(share):
-            started = time.perf_counter()
-            status = post_json(connection, path, BODY, key)
-            elapsed = (time.perf_counter() - started) * 1000
-            with lock:
-                latencies.append(elapsed)
-                if status != 202:
-                    failures.append(status)
-        connection.close()
-
-    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    if failures:
-        raise RuntimeError(
-            f"{len(failures)} requests to {path} failed, for example HTTP {failures[0]}"
-        )
-    return seconds, latencies
 
 
 def main() -> None:
@@ -84,13 +46,13 @@ def main() -> None:
         stack.start_api(workers=2)
         targets = {"api": ("/api/evaluate", key), "bare": ("/bench/bare-submit", None)}
         for path, target_key in targets.values():
-            run_load(stack.port, path, target_key, 200, args.clients)  # warm-up
+            post_concurrently(stack.port, path, BODY, target_key, 200, args.clients)  # warm-up
 
         totals: dict[str, tuple[float, list[float]]] = {name: (0.0, []) for name in targets}
         for _ in range(args.rounds):
             for name, (path, target_key) in targets.items():
-                seconds, latencies = run_load(
-                    stack.port, path, target_key, args.requests, args.clients
+                seconds, latencies = post_concurrently(
+                    stack.port, path, BODY, target_key, args.requests, args.clients
                 )
                 spent, collected = totals[name]
                 totals[name] = (spent + seconds, collected + latencies)

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,6 +312,45 @@ def post_json(
     response = connection.getresponse()
     response.read()
     return response.status
+
+
+def post_concurrently(
+    port: int, path: str, body: dict[str, object], key: str | None, count: int, clients: int
+) -> tuple[float, list[float]]:
+    """POST ``body`` ``count`` times from ``clients`` threads; return (seconds, latencies in ms).
+
+    Raises RuntimeError naming the first status when any response is not 202.
+    """
+    latencies: list[float] = []
+    failures: list[int] = []
+    lock = threading.Lock()
+    shares = [count // clients + (index < count % clients) for index in range(clients)]
+
+    def client(share: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_SECONDS)
+        for _ in range(share):
+            started = time.perf_counter()
+            status = post_json(connection, path, body, key)
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+                if status != 202:
+                    failures.append(status)
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} of {count} POSTs to {path} failed, the first with HTTP {failures[0]}"
+        )
+    return seconds, latencies
 
 
 def api_client(base_url: str, api_key: str) -> httpx.Client:

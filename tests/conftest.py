@@ -117,13 +117,14 @@ def outbox() -> Path:
     return Path(os.environ["EMAIL_OUTBOX_DIR"])
 
 
-def _database_url() -> str:
+def database_url(port: int | None = None) -> str:
+    """Return the URL of the test database, optionally through another port (a proxy)."""
     db = settings.DATABASES["default"]
     user = quote(db.get("USER") or "postgres", safe="")
     password = db.get("PASSWORD")
     credentials = f"{user}:{quote(password, safe='')}" if password else user
     host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
+    port = port or db.get("PORT") or 5432
     return f"postgres://{credentials}@{host}:{port}/{db['NAME']}"
 
 
@@ -140,7 +141,7 @@ def worker(
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "llmeval.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "LOG_LEVEL": "INFO",
     }
     command = [

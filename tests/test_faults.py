@@ -22,6 +22,7 @@ from django.conf import settings
 
 from llmeval.evaluations.models import Evaluation
 from llmeval.notifications.models import Notification
+from tests.conftest import database_url
 from tests.fakes.http import RecordedRequest, RecordingServer, Reply
 from tests.fakes.providers import chat_completion
 from tests.processes import (
@@ -65,11 +66,6 @@ class Stack:
         return "\n".join(f"--- {p.name}\n{p.log()[-2000:]}" for p in self.processes)
 
 
-def _database_url(port: int) -> str:
-    db = settings.DATABASES["default"]
-    return f"postgres://{db.get('USER') or 'postgres'}@127.0.0.1:{port}/{db['NAME']}"
-
-
 @pytest.fixture(scope="module")
 def stack(
     django_db_setup: None,
@@ -85,7 +81,7 @@ def stack(
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "llmeval.settings",
-        "DATABASE_URL": _database_url(postgres.port),
+        "DATABASE_URL": database_url(postgres.port),
         "DATABASE_CONNECT_TIMEOUT": "2",
         "DATABASE_CONN_MAX_AGE": "0",
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_server.port}/0",

@@ -11,6 +11,7 @@ import redis
 from django.contrib.auth.models import User
 
 from llmeval.accounts.models import ApiKey
+from tests.conftest import database_url
 from tests.processes import Process, free_port, http_json, python_module, wait_for
 
 FUZZ_BROKER = "redis://127.0.0.1:6379/12"
@@ -46,7 +47,7 @@ def test_schemathesis_finds_no_errors(tmp_path, test_models):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "llmeval.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": FUZZ_BROKER,
     }
     api = Process(
@@ -81,9 +82,3 @@ def _answers(url: str) -> bool:
         return http_json("GET", url, timeout=2)[0] == 200
     except OSError:
         return False
-
-
-def _database_url() -> str:
-    from tests.conftest import _database_url as database_url
-
-    return database_url()
