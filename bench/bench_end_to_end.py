@@ -1,6 +1,6 @@
 """End-to-end benchmark: evaluations through API, queue, workers and database, fake provider.
 
-The fake provider answers after L milliseconds and allows C requests in flight
+The fake provider responds after L milliseconds and allows C requests in flight
 (429 above). The model entry sets max_concurrency = C, so the ideal
 throughput is C / L evaluations per second. Prints the measured throughput,
 its ratio to ideal (target: at least 0.9), the provider's 429 count (target:

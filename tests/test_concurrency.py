@@ -16,13 +16,13 @@ def test_slots_are_shared_and_released():
     model = f"test-{uuid.uuid4().hex}"
     first, second = (ConcurrencyLimiter(app.conf.broker_url) for _ in range(2))
 
-    taken = [first.acquire(model, 2, "a", 30), second.acquire(model, 2, "b", 30)]
-    refused = first.acquire(model, 2, "c", 30)
+    acquired = [first.acquire(model, 2, "a", 30), second.acquire(model, 2, "b", 30)]
+    over_limit = first.acquire(model, 2, "c", 30)
     second.release(model, "b")
     after_release = first.acquire(model, 2, "c", 30)
 
-    assert taken == [True, True]
-    assert refused is False
+    assert acquired == [True, True]
+    assert over_limit is False
     assert after_release is True
     assert first.in_use(model) == 2
 

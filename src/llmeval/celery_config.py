@@ -9,7 +9,7 @@ QUEUE_REMOTE = "generate.remote"
 QUEUE_NOTIFY = "notify"
 QUEUE_MAINTENANCE = "maintenance"
 
-# Longest countdown a retry may wait, in seconds.
+# Maximum countdown of a retry, in seconds.
 MAX_RETRY_DELAY_SECONDS = 300
 
 

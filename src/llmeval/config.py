@@ -139,8 +139,12 @@ def email_settings(env: Env, var_dir: Path) -> dict[str, Any]:
     provider = env.choice("EMAIL_PROVIDER", "auto", ["auto", "resend", "smtp", "file"])
     resend_key = env.optional_str("RESEND_API_KEY", aliases=("RESEND_API",))
     email_url = env.optional_str("EMAIL_URL")
-    if provider == "auto":
-        provider = "resend" if resend_key else "smtp" if email_url else "file"
+    if provider == "auto" and resend_key:
+        provider = "resend"
+    elif provider == "auto" and email_url:
+        provider = "smtp"
+    elif provider == "auto":
+        provider = "file"
 
     if provider == "resend":
         options: dict[str, Any] = {"api_key": resend_key or ""}

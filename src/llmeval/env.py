@@ -20,7 +20,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 class ImproperlyConfiguredEnv(ValueError):
-    """A configuration variable holds a value that cannot be used."""
+    """A configuration variable has a value that cannot be used."""
 
 
 class Env:

@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     env = load_env()
     host = env.str("API_HOST", "127.0.0.1")
     port = env.int("PORT", 8000, minimum=1, maximum=65535)
-    # Links in emails point at this API unless PUBLIC_BASE_URL says otherwise.
+    # Links in emails point at this API unless PUBLIC_BASE_URL is set.
     if not env.is_set("PUBLIC_BASE_URL"):
         os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
 

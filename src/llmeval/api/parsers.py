@@ -9,7 +9,7 @@ from rest_framework.parsers import JSONParser
 
 
 class BoundedJSONParser(JSONParser):
-    """DRF's JSON parser, answering 400 for JSON nested too deeply to decode.
+    """DRF's JSON parser, raising a 400 ParseError for JSON nested too deeply to decode.
 
     Python's json module raises RecursionError at roughly a thousand levels,
     which would otherwise surface as a 500.

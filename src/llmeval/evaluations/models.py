@@ -46,8 +46,8 @@ class Evaluation(models.Model):
     temperature = models.FloatField()
     seed = models.BigIntegerField(null=True, blank=True)
 
-    # Scoring: the reference answer, the metric specs (MetricSpec.to_dict) run
-    # after generation, their results (Score.to_dict), and whether every
+    # Scoring: the expected output, the metric specs run after generation
+    # (MetricSpec.to_dict), their results (Score.to_dict), and whether every
     # threshold was met (None when no metric has a threshold).
     expected_output = models.TextField(null=True, blank=True)  # noqa: DJ001
     metrics = models.JSONField(default=list, blank=True)

@@ -151,8 +151,8 @@ def claim(evaluation_id: uuid.UUID, task_id: str) -> Evaluation | None:
     """Move a claimable row to running for this task; return it, or None if not claimable.
 
     A row is claimable when it is pending, when its running claim has expired, or
-    when this same task id has claimed it: Celery redelivers a message whose worker
-    died with the same task id, so that claim belongs to a dead process.
+    when this same task id has claimed it. Celery redelivers the message of a dead
+    worker under the same task id, so such a claim belongs to a dead process.
     """
     now = timezone.now()
     lease = now + timedelta(seconds=settings.GENERATION_TIME_LIMIT_SECONDS + LEASE_MARGIN_SECONDS)

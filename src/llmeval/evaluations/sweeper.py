@@ -1,9 +1,9 @@
 """The periodic sweeper: the safety net for messages lost by the broker or by a dead worker.
 
-Rows are the source of truth. A row left pending past the grace period lost
-its message (the broker was down at submission, or the message was dropped);
-a row running past its lease belongs to a worker that died. Each is enqueued
-again, and the claim in the task makes a duplicate message harmless.
+Rows are the source of truth. A row still pending after the grace period has
+lost its message, because the broker was down at submission or dropped it. A
+row still running after its lease belongs to a worker that died. The sweeper
+enqueues both again, and the claim in the task makes a duplicate harmless.
 """
 
 from __future__ import annotations

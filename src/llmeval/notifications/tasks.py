@@ -91,7 +91,7 @@ def _send(notification: Notification) -> str:
         raise NotificationSendError(f"email provider error: {exc}", permanent=True) from None
     except smtplib.SMTPRecipientsRefused as exc:
         raise NotificationSendError(
-            f"the SMTP server refused the recipient: {exc}", permanent=True
+            f"the SMTP server rejected the recipient: {exc}", permanent=True
         ) from None
     except (smtplib.SMTPException, OSError) as exc:
         raise NotificationSendError(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """What to generate: the prompt and the sampling parameters."""
+    """A generation request: the prompt and the sampling parameters."""
 
     prompt: str
     system_prompt: str = ""
@@ -27,7 +27,7 @@ class GenerationRequest:
 
 @dataclass(frozen=True, slots=True)
 class Generation:
-    """A model's answer with its token usage and timing."""
+    """A model's response with its token usage and timing."""
 
     text: str
     input_tokens: int | None
@@ -42,7 +42,7 @@ class Generation:
 class Provider(ABC):
     """A model backend.
 
-    ``generate`` blocks until the model has answered. It returns a ``Generation``
+    ``generate`` blocks until the model has responded. It returns a ``Generation``
     or raises ``ProviderError`` whose ``permanent`` flag tells the caller whether
     a retry can succeed. It must not touch the database.
     """

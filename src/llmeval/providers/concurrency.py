@@ -1,7 +1,7 @@
 """Per-model limits on calls in flight, shared by every worker through Redis.
 
-A provider allows so many concurrent requests per key; above that it answers
-429. Each worker takes a slot before calling a model whose entry sets
+A provider allows a fixed number of concurrent requests per key and returns
+429 above it. Each worker takes a slot before calling a model whose entry sets
 ``max_concurrency`` and gives it back afterwards. A slot held by a worker that
 died expires after its lease, so a crash cannot shrink the limit for good.
 """
@@ -34,7 +34,7 @@ return 0
 
 
 class ConcurrencyLimiter:
-    """Slots per model; ``acquire`` never blocks, so the caller decides how to wait."""
+    """Concurrency slots per model. ``acquire`` returns at once, so callers choose how to wait."""
 
     def __init__(self, redis_url: str | None) -> None:
         self._client = redis.Redis.from_url(redis_url) if redis_url else None
@@ -45,8 +45,8 @@ class ConcurrencyLimiter:
 
     def acquire(self, model: str, limit: int, token: str, lease_seconds: float) -> bool:
         if self._script is not None:
-            taken = self._script(keys=[_key(model)], args=[limit, lease_seconds, token])
-            return bool(int(taken))
+            acquired = self._script(keys=[_key(model)], args=[limit, lease_seconds, token])
+            return bool(int(acquired))
         return self._acquire_locally(model, limit, token, lease_seconds)
 
     def release(self, model: str, token: str) -> None:
@@ -66,9 +66,9 @@ class ConcurrencyLimiter:
         now = time.monotonic()
         with self._lock:
             slots = self._local.setdefault(model, {})
-            for held, expires in list(slots.items()):
+            for slot_token, expires in list(slots.items()):
                 if expires <= now:
-                    del slots[held]
+                    del slots[slot_token]
             if len(slots) >= limit:
                 return False
             slots[token] = now + lease_seconds

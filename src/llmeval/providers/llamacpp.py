@@ -43,7 +43,7 @@ class LlamaCppProvider(Provider):
             llama = self._load()
             # Evaluate every prompt from an empty context. Reusing the previous
             # request's cached prefix changes the logits slightly, and then the
-            # same seed no longer reproduces the same answer.
+            # same seed no longer reproduces the same response.
             llama.reset()
             # Without a seed llama-cpp-python derives one from the previous call,
             # so "no seed" would repeat; draw one and report it so it can be reused.

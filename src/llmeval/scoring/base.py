@@ -159,7 +159,7 @@ class Scorer(ABC):
     into a Score with an error, so one failing metric never stops the others.
 
     A scorer is built from parameters already checked against ``parameters``
-    and ``validate_params``; ``__init__`` checks them again and fills in the
+    and ``validate_params``. ``__init__`` checks them again and fills in the
     defaults, so ``self.params`` contains every parameter that has a value.
     Scorers that need an optional package override ``availability``.
     """
