@@ -315,22 +315,35 @@ def post_json(
 
 
 def post_concurrently(
-    port: int, path: str, body: dict[str, object], key: str | None, count: int, clients: int
+    port: int,
+    path: str,
+    body: dict[str, object] | list[dict[str, object]],
+    key: str | None,
+    count: int,
+    clients: int,
 ) -> tuple[float, list[float]]:
     """POST ``body`` ``count`` times from ``clients`` threads; return (seconds, latencies in ms).
+
+    ``body`` may be a list of ``count`` bodies instead, each posted once.
 
     Raises RuntimeError naming the first status when any response is not 202.
     """
     latencies: list[float] = []
     failures: list[int] = []
     lock = threading.Lock()
+    bodies = body if isinstance(body, list) else [body] * count
+    if len(bodies) != count:
+        raise ValueError(f"{len(bodies)} bodies given for {count} requests")
+    queue = iter(bodies)
     shares = [count // clients + (index < count % clients) for index in range(clients)]
 
     def client(share: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_SECONDS)
         for _ in range(share):
+            with lock:
+                next_body = next(queue)
             started = time.perf_counter()
-            status = post_json(connection, path, body, key)
+            status = post_json(connection, path, next_body, key)
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
                 latencies.append(elapsed)

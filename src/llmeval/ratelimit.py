@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -9,6 +10,7 @@ from collections import deque
 from functools import cache
 
 import redis
+from redis.exceptions import LockError
 
 # Sliding one-window log: drop entries older than the window, then admit the
 # request if fewer than `limit` remain. Redis's own clock is used so that
@@ -63,7 +65,71 @@ class RateLimiter:
             return self._local[0] + self.window - now
 
 
+# The provider counts a request when it arrives, a few milliseconds after the
+# slot was taken here, and that delay varies with the request's size. A window
+# a tenth longer than the provider's second keeps two slots taken a second apart
+# from arriving within one second there.
+EMAIL_RATE_WINDOW_SECONDS = 1.1
+
+
 @cache
 def email_rate_limiter(limit: int, broker_url: str) -> RateLimiter:
     redis_url = broker_url if broker_url.startswith(("redis://", "rediss://", "unix://")) else None
-    return RateLimiter("email", limit, 1.0, redis_url)
+    return RateLimiter("email", limit, EMAIL_RATE_WINDOW_SECONDS, redis_url)
+
+
+class LeaseLock:
+    """A lock held by one worker at a time that expires ``seconds`` after its last renewal.
+
+    It picks the one worker that does a job, and a worker that dies loses it
+    when the lease runs out. Without Redis (the embedded fallback) it applies
+    within one process only.
+    """
+
+    def __init__(self, name: str, seconds: float, client: redis.Redis | None) -> None:
+        self.seconds = seconds
+        self._redis_lock = (
+            client.lock(
+                f"llmeval:lease:{name}", timeout=seconds, blocking=False, thread_local=False
+            )
+            if client is not None
+            else None
+        )
+        self._local_lock = _local_locks.setdefault(name, threading.Lock())
+        self._held_locally = False
+
+    def acquire(self) -> bool:
+        if self._redis_lock is not None:
+            return bool(self._redis_lock.acquire())
+        self._held_locally = self._local_lock.acquire(blocking=False)
+        return self._held_locally
+
+    def extend(self) -> None:
+        """Renew the lease for its full length; do nothing if it was lost meanwhile."""
+        if self._redis_lock is not None:
+            with contextlib.suppress(LockError):
+                self._redis_lock.reacquire()
+
+    def release(self) -> None:
+        if self._redis_lock is not None:
+            # LockError: the lease ran out and may belong to another worker by now.
+            with contextlib.suppress(LockError):
+                self._redis_lock.release()
+            return
+        if self._held_locally:
+            self._held_locally = False
+            self._local_lock.release()
+
+
+_local_locks: dict[str, threading.Lock] = {}
+
+
+@cache
+def _redis_client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def lease_lock(name: str, seconds: float, broker_url: str) -> LeaseLock:
+    """Return a new handle on the lease lock ``name``, kept in the broker's Redis if it has one."""
+    redis_url = broker_url if broker_url.startswith(("redis://", "rediss://", "unix://")) else None
+    return LeaseLock(name, seconds, _redis_client(redis_url) if redis_url else None)

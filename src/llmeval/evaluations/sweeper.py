@@ -19,7 +19,7 @@ from django.utils import timezone
 from llmeval.evaluations import services
 from llmeval.evaluations.models import FINISHED_STATUSES, Evaluation, Status
 from llmeval.notifications.models import Notification, NotificationStatus
-from llmeval.notifications.services import enqueue_notification
+from llmeval.notifications.services import enqueue_flush
 from llmeval.providers.registry import ModelConfigError, registry
 
 logger = logging.getLogger(__name__)
@@ -70,11 +70,14 @@ def _requeue_evaluations(now: datetime) -> int:
 
 
 def _requeue_notifications(now: datetime) -> int:
+    """Count the notifications that were not sent in time and start one sender for them all."""
     grace = timedelta(seconds=settings.PENDING_GRACE_SECONDS)
     lost = Q(
         status=NotificationStatus.PENDING,
         evaluation__status__in=FINISHED_STATUSES,
         evaluation__completed_at__lt=now - grace,
     ) | Q(status=NotificationStatus.SENDING, lease_expires_at__lt=now)
-    ids = list(Notification.objects.filter(lost).values_list("id", flat=True)[:BATCH_SIZE])
-    return sum(1 for notification_id in ids if enqueue_notification(notification_id))
+    count = Notification.objects.filter(lost)[:BATCH_SIZE].count()
+    if count and not enqueue_flush():
+        return 0
+    return count

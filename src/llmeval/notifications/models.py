@@ -33,6 +33,16 @@ class Notification(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        indexes = [
+            # Senders and the sweeper look only at unsent rows: keep them in a small index.
+            models.Index(
+                fields=["status", "lease_expires_at"],
+                name="notification_unsent_idx",
+                condition=models.Q(status__in=["pending", "sending"]),
+            ),
+        ]
+
     def __str__(self) -> str:
         return f"Notification {self.id} ({self.status})"
 

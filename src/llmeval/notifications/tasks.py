@@ -1,91 +1,201 @@
-"""Worker task: send the completion email of an evaluation, once."""
+"""Worker tasks: send the completion emails of finished evaluations, in batches, once each.
+
+Every finished evaluation with a recipient enqueues ``send_notification``. One
+worker at a time holds the sender lease and sends the ready notifications in
+batches (up to 100 for Resend, whose batch endpoint accepts that many). For
+each batch it waits for a slot of the shared send rate, sends one request and
+records the outcome. The other tasks find the lease taken and return, because
+the worker holding it takes their rows too. A burst of finished evaluations
+therefore costs one provider request per hundred emails.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
 import smtplib
+import time
 import uuid
 from typing import Any
 
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
 from celery import Task
 from django.conf import settings
+from django.core.mail import EmailMessage, mailers
 
 from llmeval.celery import app
 from llmeval.celery_config import QUEUE_NOTIFY
 from llmeval.notifications import services
 from llmeval.notifications.emails import build_message
-from llmeval.notifications.models import Notification
-from llmeval.ratelimit import email_rate_limiter
+from llmeval.ratelimit import LeaseLock, email_rate_limiter, lease_lock
 from llmeval.tasking import backoff_seconds, project_task
 
 logger = logging.getLogger(__name__)
 
 TRANSIENT_HTTP_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# Statuses with which the provider rejects a request for its content before sending
+# anything. A batch split into single emails may then succeed in part.
+REJECTED_CONTENT_STATUSES = frozenset({400, 422})
+# The sender lease outlives the longest step (one request, 30 s at most) with room to spare.
+SENDER_LEASE_SECONDS = 90
+# A sender hands over to a new task after this long, so no task runs for hours.
+SENDER_TURN_SECONDS = 60
+TASK_TIME_LIMIT_SECONDS = SENDER_TURN_SECONDS + SENDER_LEASE_SECONDS
+# A transient error with a shorter wait is retried by the sender itself.
+RETRY_IN_PLACE_SECONDS = 5.0
+# Added to a delayed batch's countdown so its lease has expired when the task runs.
+LEASE_MARGIN_SECONDS = 1.0
 
 
 class NotificationSendError(Exception):
-    def __init__(self, message: str, *, permanent: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.status = status
         self.retry_after = retry_after
 
 
-@project_task(name="notifications.send", queue=QUEUE_NOTIFY, time_limit=120)
+@project_task(name="notifications.send", queue=QUEUE_NOTIFY, time_limit=TASK_TIME_LIMIT_SECONDS)
 def send_notification(self: Task[Any, Any], notification_id: str) -> None:
-    """Send the email for one notification row; skip a row already sent or being sent."""
-    wait = email_rate_limiter(settings.EMAIL_RATE_LIMIT_PER_SECOND, app.conf.broker_url).acquire()
-    if wait > 0:
-        # Over the shared send rate: try again when a slot frees, without a claim.
-        raise self.retry(countdown=wait + random.uniform(0, 0.25))
+    """Make sure this notification's email goes out, together with any others that are ready."""
+    if not services.is_waiting(uuid.UUID(notification_id)):
+        logger.info("notification.skip_not_waiting notification=%s", notification_id)
+        return
+    send_ready_notifications()
 
-    notification = services.claim(uuid.UUID(notification_id), self.request.id or "")
-    if notification is None:
-        logger.info("notification.skip_unclaimable notification=%s", notification_id)
+
+@project_task(name="notifications.flush", queue=QUEUE_NOTIFY, time_limit=TASK_TIME_LIMIT_SECONDS)
+def flush_notifications(self: Task[Any, Any]) -> None:
+    """Send every notification that is ready, or whose retry delay is over."""
+    send_ready_notifications()
+
+
+def send_ready_notifications() -> None:
+    """Send batches while this worker holds the sender lease; return at once if another does."""
+    lock = lease_lock("notification-sender", SENDER_LEASE_SECONDS, app.conf.broker_url)
+    while lock.acquire():
+        try:
+            turn_over = _send_batches(lock)
+        finally:
+            lock.release()
+        if turn_over:
+            flush_notifications.apply_async()
+            return
+        # A row that became ready after the last claim and before the release
+        # was skipped by its own task, which found the lease taken. Check again.
+        if not services.any_waiting():
+            return
+
+
+def _send_batches(lock: LeaseLock) -> bool:
+    """Send batches until none is ready (return False) or this turn is over (return True)."""
+    limit = _batch_limit()
+    deadline = time.monotonic() + SENDER_TURN_SECONDS
+    while time.monotonic() < deadline:
+        batch = services.claim_batch(limit)
+        if batch is None:
+            return False
+        _send_batch(batch, lock)
+    return True
+
+
+def _batch_limit() -> int:
+    connection = mailers.default
+    backend_limit = int(getattr(connection, "batch_limit", 1))
+    return max(1, min(settings.EMAIL_BATCH_SIZE, backend_limit))
+
+
+def _send_batch(batch: services.Batch, lock: LeaseLock) -> None:
+    if batch.attempts > settings.NOTIFICATION_MAX_ATTEMPTS:
+        services.mark_failed(batch, f"gave up after {batch.attempts - 1} attempts")
         return
-    if notification.attempts > settings.NOTIFICATION_MAX_ATTEMPTS:
-        services.mark_failed(notification, f"gave up after {notification.attempts - 1} attempts")
+    messages = _build_messages(batch)
+    if not messages:
         return
 
-    try:
-        message_id = _send(notification)
-    except NotificationSendError as exc:
-        _handle_send_error(self, notification, exc)
-        return
-    except Exception as exc:
-        # A message Django cannot build (an address it rejects, say) fails the
-        # same way on every attempt, so it is recorded rather than retried.
-        logger.exception("notification.internal_error notification=%s", notification.id)
-        services.mark_failed(
-            notification, f"the email could not be built: {type(exc).__name__}: {exc}"
+    while True:
+        _wait_for_send_slot(lock)
+        try:
+            message_ids = _deliver(batch, messages)
+        except NotificationSendError as exc:
+            wait = _handle_send_error(batch, exc)
+            if wait is None:
+                return
+            time.sleep(wait)
+            lock.extend()
+            services.renew(batch)
+            continue
+        sent = services.mark_sent(batch, message_ids)
+        logger.info(
+            "notification.sent batch=%s emails=%s attempt=%s provider=%s",
+            batch.id,
+            sent,
+            batch.attempts,
+            settings.EMAIL_PROVIDER,
         )
         return
 
-    services.mark_sent(notification, message_id)
-    logger.info(
-        "notification.sent notification=%s evaluation=%s provider=%s message_id=%s",
-        notification.id,
-        notification.evaluation_id,
-        settings.EMAIL_PROVIDER,
-        message_id,
-    )
+
+def _build_messages(batch: services.Batch) -> dict[uuid.UUID, EmailMessage]:
+    """Render each email of the batch, and fail alone a row whose email cannot be built."""
+    messages: dict[uuid.UUID, EmailMessage] = {}
+    check_message = getattr(mailers.default, "check_message", None)
+    for notification in batch.notifications:
+        try:
+            message = build_message(notification)
+            if check_message is not None:
+                check_message(message)
+            messages[notification.pk] = message
+        except Exception as exc:
+            # It would fail the same way on every attempt, so it is recorded, not retried.
+            logger.exception("notification.internal_error notification=%s", notification.pk)
+            services.mark_failed(
+                batch,
+                f"the email could not be built: {type(exc).__name__}: {exc}",
+                only=[notification.pk],
+            )
+    return messages
 
 
-def _send(notification: Notification) -> str:
-    message = build_message(notification)
+def _wait_for_send_slot(lock: LeaseLock) -> None:
+    limiter = email_rate_limiter(settings.EMAIL_RATE_LIMIT_PER_SECOND, app.conf.broker_url)
+    while (wait := limiter.acquire()) > 0:
+        time.sleep(wait + random.uniform(0, 0.02))
+        lock.extend()
+
+
+def _deliver(
+    batch: services.Batch, messages: dict[uuid.UUID, EmailMessage]
+) -> dict[uuid.UUID, str]:
+    """Send the batch's emails in one request when the backend can; return the provider ids."""
+    connection = mailers.default
+    send_batch = getattr(connection, "send_batch", None)
     try:
-        message.send(fail_silently=False)
+        if send_batch is not None and len(messages) > 1:
+            ids = send_batch(list(messages.values()), batch.idempotency_key)
+            return dict(zip(messages, ids, strict=True))
+        message_ids: dict[uuid.UUID, str] = {}
+        for pk, message in messages.items():
+            connection.send_messages([message])
+            status = getattr(message, "anymail_status", None)
+            message_ids[pk] = str(getattr(status, "message_id", None) or "")
+        return message_ids
     except AnymailRequestsAPIError as exc:
         status = exc.status_code
-        permanent = status is not None and status not in TRANSIENT_HTTP_STATUSES
-        retry_after = _retry_after(exc)
         raise NotificationSendError(
             f"email provider error (HTTP {status}): {exc.describe_response()}"
             if status
             else f"email provider unreachable: {exc}",
-            permanent=permanent,
-            retry_after=retry_after,
+            permanent=status is not None and status not in TRANSIENT_HTTP_STATUSES,
+            status=status,
+            retry_after=_retry_after(exc),
         ) from None
     except AnymailAPIError as exc:
         raise NotificationSendError(f"email provider error: {exc}", permanent=True) from None
@@ -97,9 +207,6 @@ def _send(notification: Notification) -> str:
         raise NotificationSendError(
             f"sending failed: {type(exc).__name__}: {exc}", permanent=False
         ) from None
-
-    status = getattr(message, "anymail_status", None)
-    return str(getattr(status, "message_id", None) or "")
 
 
 def _retry_after(exc: AnymailRequestsAPIError) -> float | None:
@@ -113,26 +220,37 @@ def _retry_after(exc: AnymailRequestsAPIError) -> float | None:
         return None
 
 
-def _handle_send_error(
-    task: Task[Any, Any], notification: Notification, exc: NotificationSendError
-) -> None:
-    if exc.permanent or notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
-        services.mark_failed(notification, str(exc))
+def _handle_send_error(batch: services.Batch, exc: NotificationSendError) -> float | None:
+    """Record a failed send; return the seconds to wait before sending again in place, or None."""
+    size = len(batch.notifications)
+    if exc.permanent and size > 1 and exc.status in REJECTED_CONTENT_STATUSES:
+        # The provider sent none of the batch, so each email gets a request of its own.
+        services.split(batch, str(exc))
+        logger.warning("notification.batch_split batch=%s emails=%s error=%s", batch.id, size, exc)
+        return None
+    if exc.permanent or batch.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+        services.mark_failed(batch, str(exc))
         logger.warning(
-            "notification.failed notification=%s attempts=%s error=%s",
-            notification.id,
-            notification.attempts,
+            "notification.failed batch=%s emails=%s attempts=%s error=%s",
+            batch.id,
+            size,
+            batch.attempts,
             exc,
         )
-        return
+        return None
 
-    delay = backoff_seconds(notification.attempts, minimum=exc.retry_after)
-    services.release_for_retry(notification, str(exc))
+    wait = backoff_seconds(batch.attempts, minimum=exc.retry_after)
     logger.warning(
-        "notification.retry notification=%s attempt=%s countdown=%.1f error=%s",
-        notification.id,
-        notification.attempts,
-        delay,
+        "notification.retry batch=%s emails=%s attempt=%s countdown=%.1f error=%s",
+        batch.id,
+        size,
+        batch.attempts,
+        wait,
         exc,
     )
-    raise task.retry(countdown=delay, exc=exc)
+    if wait <= RETRY_IN_PLACE_SECONDS:
+        return wait
+    # Keep the batch whole and claimed until its lease runs out, then send it again.
+    services.delay(batch, str(exc), wait)
+    flush_notifications.apply_async(countdown=wait + LEASE_MARGIN_SECONDS)
+    return None
