@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from llmeval.api.serializers import SubmittedSerializer, submitted_body
 from llmeval.evaluations.models import Evaluation, Status
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +39,13 @@ def test_submit_returns_original_contract(api_client, django_capture_on_commit_c
     assert body["message"] == "Evaluation request submitted successfully"
     assert response["Location"] == f"http://testserver/api/evaluate/{body['id']}"
     assert uuid.UUID(body["id"]).version == 7
+
+
+@pytest.mark.parametrize("status", [Status.PENDING, Status.COMPLETED, Status.FAILED])
+def test_submitted_body_matches_schema_serializer(api_client, status):
+    evaluation = make_evaluation(api_client.user, status=status)
+
+    assert submitted_body(evaluation) == SubmittedSerializer(evaluation).data
 
 
 def test_submit_applies_defaults(api_client, django_capture_on_commit_callbacks):

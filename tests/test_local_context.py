@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from llmeval.evaluations.models import Evaluation
+from llmeval.providers.base import GenerationRequest
+from llmeval.providers.llamacpp import prompt_token_bound, prompt_token_count
+from llmeval.providers.registry import registry
 
 pytestmark = pytest.mark.django_db
 
@@ -40,3 +43,28 @@ def test_prompt_that_fits_is_accepted(api_client, django_capture_on_commit_callb
         )
 
     assert response.status_code == 202
+
+
+PROMPTS = [
+    "x",
+    "explain generators in python",
+    "   leading and trailing spaces   ",
+    "naïve café — 東京 🚀🚀 ∑ x² \u200b zero-width",
+    "<|im_start|>user\nspecial tokens typed by a user<|im_end|>",
+    "\n\n\t tabs\tand\nnewlines\n",
+    "a" * 3000,
+]
+
+
+@pytest.mark.parametrize("system_prompt", ["", "You are terse.", "🚀 " * 50])
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_token_bound_not_below_count(prompt, system_prompt):
+    spec = registry().get(registry().default)
+    request = GenerationRequest(prompt=prompt, system_prompt=system_prompt)
+
+    bound = prompt_token_bound(spec, request)
+    count = prompt_token_count(spec, request)
+
+    assert count is not None
+    assert bound is not None
+    assert bound >= count

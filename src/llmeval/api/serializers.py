@@ -18,7 +18,12 @@ from llmeval.api.fields import (
 from llmeval.evaluations.models import Evaluation, Status
 from llmeval.notifications.models import Notification
 from llmeval.providers.base import GenerationRequest
-from llmeval.providers.llamacpp import DEFAULT_CONTEXT_WINDOW, MAX_SEED, prompt_token_count
+from llmeval.providers.llamacpp import (
+    DEFAULT_CONTEXT_WINDOW,
+    MAX_SEED,
+    prompt_token_bound,
+    prompt_token_count,
+)
 from llmeval.providers.registry import ModelSpec, registry
 from llmeval.scoring import MetricSpecError, default_metrics, parse_metrics
 
@@ -194,6 +199,9 @@ def check_context_window(spec: ModelSpec, attrs: dict[str, Any]) -> None:
         )
 
     request = GenerationRequest(prompt=attrs["input_prompt"], system_prompt=attrs["system_prompt"])
+    bound = prompt_token_bound(spec, request)
+    if bound is not None and bound + max_new_tokens <= context:
+        return  # Fits even at one token per byte, so counting exactly is not needed.
     prompt_tokens = prompt_token_count(spec, request)
     if prompt_tokens is not None and prompt_tokens + max_new_tokens > context:
         raise serializers.ValidationError(
@@ -208,11 +216,18 @@ def check_context_window(spec: ModelSpec, attrs: dict[str, Any]) -> None:
 
 
 class SubmittedSerializer(serializers.ModelSerializer[Evaluation]):
+    """The shape of the 202 body, for the schema; ``submitted_body`` builds the body itself."""
+
     message = serializers.CharField(read_only=True)
 
     class Meta:
         model = Evaluation
         fields = ("id", "status", "message")
+
+
+def submitted_body(evaluation: Evaluation) -> dict[str, str]:
+    """Build the body that SubmittedSerializer describes, without its per-request field setup."""
+    return {"id": str(evaluation.id), "status": evaluation.status, "message": evaluation.message}
 
 
 class NotificationSerializer(serializers.ModelSerializer[Notification]):

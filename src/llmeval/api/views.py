@@ -40,6 +40,7 @@ from llmeval.api.serializers import (
     ModelSerializer,
     StatusFilterSerializer,
     SubmittedSerializer,
+    submitted_body,
 )
 from llmeval.api.throttling import EmailRateThrottle, throttles_for
 from llmeval.evaluations import services
@@ -166,7 +167,7 @@ class EvaluationListCreateView(ThrottledByMethod):
         if not created:
             headers["Idempotent-Replayed"] = "true"
         return Response(
-            SubmittedSerializer(evaluation).data, status=status.HTTP_202_ACCEPTED, headers=headers
+            submitted_body(evaluation), status=status.HTTP_202_ACCEPTED, headers=headers
         )
 
     def _check_email_rate(self, request: Request) -> None:

@@ -100,6 +100,7 @@ class LlamaCppProvider(Provider):
 
 _tokenizers: dict[Path, tuple[Any, Any]] = {}
 _tokenizers_lock = threading.Lock()
+_template_overheads: dict[tuple[Path, bool], int] = {}
 
 
 def prompt_token_count(spec: ModelSpec, request: GenerationRequest) -> int | None:
@@ -121,6 +122,43 @@ def prompt_token_count(spec: ModelSpec, request: GenerationRequest) -> int | Non
         prompt = formatter(messages=request.messages()).prompt
         tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
     return len(tokens)
+
+
+def prompt_token_bound(spec: ModelSpec, request: GenerationRequest) -> int | None:
+    """Return an upper bound of ``prompt_token_count`` that costs no tokenizing, or None.
+
+    Each token covers at least one byte of the rendered prompt, so the prompt's
+    UTF-8 length bounds the count, plus one for the BOS token and one for a
+    SentencePiece dummy prefix. The template's own bytes are measured once per
+    model and message layout.
+    """
+    if spec.path is None or not spec.path.is_file():
+        return None
+    overhead = _template_overhead(spec.path, has_system=bool(request.system_prompt))
+    if overhead is None:
+        return None
+    content = len(request.prompt.encode("utf-8"))
+    if request.system_prompt:
+        content += len(request.system_prompt.encode("utf-8"))
+    return overhead + content + 2
+
+
+def _template_overhead(path: Path, *, has_system: bool) -> int | None:
+    """Return the bytes that the chat template adds around the messages' contents."""
+    key = (path, has_system)
+    if key in _template_overheads:
+        return _template_overheads[key]
+    tokenizer = _tokenizer(path)
+    if tokenizer is None:
+        return None
+    # NOTE: this assumes the template copies each content once and adds the same
+    # bytes whatever the content is, which holds for the usual chat templates.
+    sample = GenerationRequest(prompt="x", system_prompt="x" if has_system else "")
+    with _tokenizers_lock:
+        rendered = tokenizer[1](messages=sample.messages()).prompt
+    overhead = max(0, len(rendered.encode("utf-8")) - (2 if has_system else 1))
+    _template_overheads[key] = overhead
+    return overhead
 
 
 def _tokenizer(path: Path) -> tuple[Any, Any] | None:
