@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from service_stack import ServiceStack, post_concurrently
 
+from llmeval.launcher import REMOTE_WORKER_POOL_SIZE
+
 MODEL = "bench-remote"
 BODY: dict[str, object] = {
     "input_prompt": "Summarise the plot of Hamlet.",
@@ -66,7 +68,18 @@ def main() -> None:
         "--workers", type=int, default=2, help="threads worker processes sharing C slots"
     )
     parser.add_argument(
-        "--pool-size", type=int, default=0, help="DATABASE_POOL_SIZE of the processes (0: off)"
+        "--threads",
+        type=int,
+        default=0,
+        help="threads per worker process (default 0: 3/2 of C divided among the workers, so "
+        "threads with a claimed row are ready when a slot is released)",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=REMOTE_WORKER_POOL_SIZE,
+        help="DATABASE_POOL_SIZE of the worker processes, 0 for no pool (default "
+        f"{REMOTE_WORKER_POOL_SIZE}, as llmeval run sets for its remote worker)",
     )
     args = parser.parse_args()
 
@@ -81,10 +94,7 @@ def main() -> None:
         database="llmeval_bench_e2e",
         redis_db=6,
         workdir=workdir,
-        extra_env={
-            "LLMEVAL_MODELS_FILE": str(models),
-            "DATABASE_POOL_SIZE": str(args.pool_size),
-        },
+        extra_env={"LLMEVAL_MODELS_FILE": str(models)},
     )
     try:
         stack.prepare()
@@ -95,7 +105,9 @@ def main() -> None:
         )
         key = stack.create_api_key("bench")
         stack.start_api(workers=2)
-        threads = -(-args.concurrency // args.workers)
+        # As in llmeval run, only the workers pool their database connections.
+        stack.env["DATABASE_POOL_SIZE"] = str(args.pool_size)
+        threads = args.threads or -(-3 * args.concurrency // (2 * args.workers))
         for index in range(args.workers):
             stack.start_worker(f"remote{index}", "generate.remote", "threads", threads)
         time.sleep(3)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import socket
+from typing import Any
 
+import pytest
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.utils import _detect_agent
+
+from llmeval.providers import huggingface
+from llmeval.providers.base import GenerationRequest
+from llmeval.providers.registry import registry
 from tests.conftest import FAKE_OPENAI_KEY
 from tests.fakes.http import Reply
 from tests.fakes.providers import answer_in_sequence, answer_with, chat_completion
@@ -103,3 +111,30 @@ def test_body_that_is_not_json_fails_readably(
 
     assert evaluation.status == "failed"
     assert "not JSON" in evaluation.error
+
+
+@pytest.mark.django_db(transaction=False)
+def test_first_call_contacts_only_base_url(fake_provider, monkeypatch):
+    # Start as a new worker process does: client not configured, telemetry on,
+    # and no agent-harness registry fetched yet.
+    monkeypatch.setattr(huggingface, "_http_client_configured", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", False)
+    monkeypatch.setattr(_detect_agent, "_registry", None)
+    monkeypatch.delenv("HF_HUB_DISABLE_TELEMETRY", raising=False)
+    resolved: list[str] = []
+    resolve = socket.getaddrinfo
+
+    def resolve_local_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+        resolved.append(str(host))
+        if host != "127.0.0.1":
+            raise socket.gaierror(socket.EAI_NONAME, "only 127.0.0.1 may be resolved here")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve_local_only)
+
+    provider = huggingface.HuggingFaceProvider(registry().get("local-openai"))
+    generation = provider.generate(GenerationRequest(prompt="hi", max_new_tokens=8))
+
+    assert generation.text == "fake answer"
+    assert set(resolved) == {"127.0.0.1"}
+    assert len(fake_provider.recorded()) == 1

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
@@ -27,6 +27,11 @@ logger = logging.getLogger("llmeval.launcher")
 
 STOP_TIMEOUT_SECONDS = 15
 PROBE_TIMEOUT_SECONDS = 1.0
+# DATABASE_POOL_SIZE of the remote generation worker when none is set. Each
+# evaluation uses a connection twice, for a few milliseconds, and without a pool
+# each use opens a new PostgreSQL connection, which cost PostgreSQL about 11 ms
+# of CPU per evaluation (bench/bench_end_to_end.py on 2 cores).
+REMOTE_WORKER_POOL_SIZE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,8 @@ class Component:
     name: str
     argv: list[str]
     listens_on: str
+    # Environment variables set for this component only, on top of the launcher's.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def main(argv: list[str]) -> int:
@@ -173,11 +180,19 @@ def build_components(host: str, port: int, env: Env) -> list[Component]:
         "-n", "notify@%h", "--loglevel", "INFO",
     ]  # fmt: skip
     beat = [*celery, "beat", "--loglevel", "INFO"]
+    remote_env = {}
+    if not env.is_set("DATABASE_POOL_SIZE"):
+        remote_env["DATABASE_POOL_SIZE"] = str(REMOTE_WORKER_POOL_SIZE)
 
     return [
         Component("api", api, f"http://{host}:{port}/api/evaluate"),
         Component("worker-local", local, "queue generate.local (one process, one loaded model)"),
-        Component("worker-remote", remote, f"queue generate.remote ({remote_threads} threads)"),
+        Component(
+            "worker-remote",
+            remote,
+            f"queue generate.remote ({remote_threads} threads)",
+            env=remote_env,
+        ),
         Component("worker-notify", notify, "queues notify and maintenance (4 threads)"),
         Component("beat", beat, "periodic sweeper of lost evaluations and emails"),
     ]
@@ -194,7 +209,8 @@ def supervise(components: list[Component]) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     for component in components:
-        processes[component.name] = subprocess.Popen(component.argv)  # noqa: S603
+        env = {**os.environ, **component.env} if component.env else None
+        processes[component.name] = subprocess.Popen(component.argv, env=env)  # noqa: S603
         logger.info(
             "started %s (pid %s): %s",
             component.name,

@@ -291,6 +291,21 @@ def release_for_retry(evaluation: Evaluation, error: str) -> bool:
     return updated == 1
 
 
+def release_unstarted(evaluation: Evaluation) -> bool:
+    """Put a claimed row back to pending and take back its attempt, as the model was not called."""
+    changes: dict[str, Any] = {
+        "status": Status.PENDING,
+        "attempts": F("attempts") - 1,
+        "lease_expires_at": None,
+        "queued_at": timezone.now(),
+    }
+    if evaluation.attempts == 1:
+        # This claim set started_at, and no attempt has started.
+        changes["started_at"] = None
+    updated = _owned(evaluation).update(**changes)
+    return updated == 1
+
+
 def _owned(evaluation: Evaluation) -> QuerySet[Evaluation]:
     """Filter on this worker's claim, so a stale worker never overwrites a newer attempt."""
     return Evaluation.objects.filter(

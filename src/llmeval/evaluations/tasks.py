@@ -8,7 +8,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery import Task
+from celery.signals import celeryd_after_setup
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
@@ -31,6 +33,9 @@ logger = logging.getLogger(__name__)
 MAX_DATABASE_RETRIES = 20
 # A concurrency slot outlives the provider timeout by this much before it expires.
 SLOT_LEASE_MARGIN_SECONDS = 30
+# How long a thread with a claimed row waits for a concurrency slot before it
+# puts the row back to pending and retries the task.
+SLOT_WAIT_SECONDS = 10.0
 
 
 @project_task(
@@ -41,12 +46,11 @@ SLOT_LEASE_MARGIN_SECONDS = 30
 def generate_evaluation(self: Task[Any, Any], evaluation_id: str, model: str | None = None) -> None:
     """Claim the row, call the model with no database connection held, store the outcome.
 
-    ``model`` names the evaluation's model so a concurrency slot can be taken
+    ``model`` names the evaluation's model so its concurrency limit is known
     before the claim; without it (older messages) the task runs unlimited.
     """
-    slot = _take_slot(self, model)
     try:
-        _generate(self, uuid.UUID(evaluation_id))
+        _generate(self, uuid.UUID(evaluation_id), _concurrency_limit(model))
     except (OperationalError, InterfaceError) as exc:
         retries = self.request.retries or 0
         if retries >= MAX_DATABASE_RETRIES:
@@ -60,49 +64,114 @@ def generate_evaluation(self: Task[Any, Any], evaluation_id: str, model: str | N
             type(exc).__name__,
         )
         raise self.retry(countdown=delay, exc=exc) from None
-    finally:
-        if slot is not None:
-            slot.release()
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    model: str
+    max_concurrency: int
 
 
 @dataclass(frozen=True, slots=True)
 class _Slot:
-    model: str
+    limit: _Limit
     token: str
 
     def release(self) -> None:
-        concurrency_limiter(app.conf.broker_url).release(self.model, self.token)
+        try:
+            concurrency_limiter(app.conf.broker_url).release(
+                self.limit.model, self.token, self.limit.max_concurrency
+            )
+        except redis.RedisError as exc:
+            # The generation is stored anyway, and the slot expires after its lease.
+            logger.warning(
+                "evaluation.slot_release_failed model=%s error=%s",
+                self.limit.model,
+                type(exc).__name__,
+            )
 
 
-def _take_slot(task: Task[Any, Any], model: str | None) -> _Slot | None:
-    """Take one of the model's concurrency slots, or retry the task shortly when none is free."""
+def _concurrency_limit(model: str | None) -> _Limit | None:
     if model is None:
         return None
     try:
-        limit = registry().get(model).max_concurrency
+        max_concurrency = registry().get(model).max_concurrency
     except ModelConfigError:
         return None
+    return None if max_concurrency is None else _Limit(model, max_concurrency)
+
+
+def _generate(task: Task[Any, Any], evaluation_id: uuid.UUID, limit: _Limit | None) -> None:
     if limit is None:
-        return None
+        evaluation = _claim(task, evaluation_id)
+        if evaluation is not None:
+            _run(task, evaluation, None)
+        return
 
-    token = uuid.uuid4().hex
-    lease = settings.PROVIDER_TIMEOUT_SECONDS + SLOT_LEASE_MARGIN_SECONDS
-    if concurrency_limiter(app.conf.broker_url).acquire(model, limit, token, lease):
-        return _Slot(model, token)
-    # Every slot is busy: wait a little without claiming the row, so no attempt is used.
-    raise task.retry(countdown=random.uniform(0.05, 0.5), max_retries=None)
+    # The row is claimed before a slot is taken, so a slot is held only during
+    # the model call and a thread with a claimed row is ready when one frees.
+    limiter = concurrency_limiter(app.conf.broker_url)
+    with limiter.waiting_place(limit.model, limit.max_concurrency) as admitted:
+        if not admitted:
+            # This process already has as many threads waiting for the model's
+            # slots as the model has slots, so retry shortly without claiming the row.
+            raise task.retry(countdown=random.uniform(0.05, 0.5), max_retries=None)
+        evaluation = _claim(task, evaluation_id)
+        if evaluation is None:
+            return
+        slot = _take_slot(limit, evaluation.id)
+
+    if slot is None:
+        # Give the attempt back, as the model was not called.
+        services.release_unstarted(evaluation)
+        logger.info(
+            "evaluation.no_free_slot evaluation=%s model=%s waited_s=%s",
+            evaluation.id,
+            limit.model,
+            SLOT_WAIT_SECONDS,
+        )
+        raise task.retry(countdown=random.uniform(0.05, 0.5), max_retries=None)
+    _run(task, evaluation, slot)
 
 
-def _generate(task: Task[Any, Any], evaluation_id: uuid.UUID) -> None:
+def _claim(task: Task[Any, Any], evaluation_id: uuid.UUID) -> Evaluation | None:
     evaluation = services.claim(evaluation_id, task.request.id or "")
     if evaluation is None:
         logger.info("evaluation.skip_unclaimable evaluation=%s", evaluation_id)
-        return
-
-    # Hand the connection back before the model call, which may take minutes.
+        return None
+    # Hand the connection back before waiting for a slot and calling the model,
+    # which may take minutes.
     connection.close()
+    return evaluation
+
+
+def _take_slot(limit: _Limit, evaluation_id: uuid.UUID) -> _Slot | None:
+    """Take one of the model's concurrency slots, waiting up to SLOT_WAIT_SECONDS for one."""
+    token = uuid.uuid4().hex
+    lease = settings.PROVIDER_TIMEOUT_SECONDS + SLOT_LEASE_MARGIN_SECONDS
+    limiter = concurrency_limiter(app.conf.broker_url)
     try:
-        generation = _call_model(evaluation)
+        acquired = limiter.acquire(
+            limit.model, limit.max_concurrency, token, lease, wait_seconds=SLOT_WAIT_SECONDS
+        )
+    except redis.RedisError as exc:
+        logger.warning(
+            "evaluation.slot_unavailable evaluation=%s model=%s error=%s",
+            evaluation_id,
+            limit.model,
+            type(exc).__name__,
+        )
+        return None
+    return _Slot(limit, token) if acquired else None
+
+
+def _run(task: Task[Any, Any], evaluation: Evaluation, slot: _Slot | None) -> None:
+    try:
+        try:
+            generation = _call_model(evaluation)
+        finally:
+            if slot is not None:
+                slot.release()
         scores = _score(evaluation, generation)
     except ProviderError as exc:
         _handle_provider_error(task, evaluation, exc)
@@ -130,6 +199,25 @@ def _generate(task: Task[Any, Any], evaluation_id: uuid.UUID) -> None:
         generation.latency_ms,
         generation.output_tokens,
     )
+
+
+@celeryd_after_setup.connect
+def build_remote_providers(sender: str, instance: Any, **kwargs: Any) -> None:
+    """Build the remote models' providers when a worker of the remote queue starts.
+
+    The first call of a process otherwise imports huggingface_hub and builds
+    the client under the provider lock, which delayed its first calls by about
+    0.35 to 0.8 s each (bench/bench_end_to_end.py, 2 workers of 48 threads).
+    """
+    if QUEUE_REMOTE not in instance.app.amqp.queues.consume_from:
+        return
+    try:
+        specs = [spec for spec in registry().models.values() if spec.queue == QUEUE_REMOTE]
+        for spec in specs:
+            get_provider(spec)
+    except Exception as exc:
+        # The first task builds the provider again and reports the error on its row.
+        logger.warning("worker.provider_warm_up_failed worker=%s error=%s", sender, exc)
 
 
 def _call_model(evaluation: Evaluation) -> Generation:

@@ -10,6 +10,7 @@ one in ``token_env``, so the Hugging Face token never goes to a third party.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -19,6 +20,7 @@ from email.utils import parsedate_to_datetime
 import httpx2
 from django.conf import settings
 from huggingface_hub import ChatCompletionOutput, InferenceClient, set_client_factory
+from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 from huggingface_hub.utils._http import hf_request_event_hook
 
@@ -60,17 +62,30 @@ _http_client_lock = threading.Lock()
 
 
 def _configure_http_client() -> None:
-    """Give huggingface_hub's shared HTTP client an explicit connection pool.
+    """Configure huggingface_hub's shared HTTP client and turn off its telemetry.
 
     With httpx2's default pool, calls beyond about 25 in flight from one
     process waited about 5 seconds each (seen with huggingface_hub 2.4 and
     httpx2 2.16, 60 threads, bench/bench_end_to_end.py). Explicit limits remove
     the wait, so a threads worker can keep its whole concurrency in flight.
+
+    huggingface_hub 2.4 builds the user-agent of each request with
+    ``detect_agent()``, which on a process's first requests fetches
+    https://huggingface.co/api/agent-harnesses unless telemetry is off. It does
+    so whatever the model's ``base_url``, from every thread that calls before
+    the first fetch ends. Where resolving huggingface.co timed out, those first
+    calls took 5 to 11 s instead of 0.5 s (bench/bench_end_to_end.py, 2
+    workers of 32 threads). A HF_HUB_DISABLE_TELEMETRY set in the environment is
+    left to huggingface_hub.
     """
     global _http_client_configured
     with _http_client_lock:
         if _http_client_configured:
             return
+        if "HF_HUB_DISABLE_TELEMETRY" not in os.environ:
+            # huggingface_hub reads this constant at each request, so setting it
+            # works even after the package was imported.
+            hf_constants.HF_HUB_DISABLE_TELEMETRY = True
         limits = httpx2.Limits(
             max_connections=settings.REMOTE_HTTP_MAX_CONNECTIONS,
             max_keepalive_connections=settings.REMOTE_HTTP_MAX_CONNECTIONS,
