@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urljoin
 
 from anymail.backends.resend import EmailBackend as AnymailResendBackend
-from anymail.exceptions import AnymailRequestsAPIError
 from django.core.mail import EmailMessage
+
+logger = logging.getLogger(__name__)
 
 # Resend's POST /emails/batch takes at most this many emails per request.
 RESEND_BATCH_LIMIT = 100
@@ -43,6 +45,8 @@ class ResendEmailBackend(AnymailResendBackend):  # type: ignore[misc]
         Resend validates the whole batch first (its default strict mode), so an
         error response means none of the messages was sent. Errors are raised as
         anymail's ``AnymailRequestsAPIError``, as ``send_messages`` raises them.
+        A 2xx response means Resend accepted the batch: if its ids cannot be
+        read, they are returned as "" and a warning is logged.
         """
         if not 0 < len(messages) <= self.batch_limit:
             raise ValueError(
@@ -53,28 +57,22 @@ class ResendEmailBackend(AnymailResendBackend):  # type: ignore[misc]
         created = self.open()
         try:
             response = self.post_to_esp(batch, messages[0])
-            parsed = self.deserialize_json_response(response, batch, messages[0])
         finally:
             if created:
                 self.close()
         try:
-            ids = [str(item["id"]) for item in parsed["data"]]
-        except (KeyError, TypeError) as exc:
-            raise AnymailRequestsAPIError(
-                "Invalid Resend batch response format",
-                email_message=messages[0],
-                payload=batch,
-                response=response,
-                backend=self,
-            ) from exc
+            ids = [str(item["id"]) for item in response.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            ids = []
         if len(ids) != len(messages):
-            raise AnymailRequestsAPIError(
-                f"Resend returned {len(ids)} ids for a batch of {len(messages)} emails",
-                email_message=messages[0],
-                payload=batch,
-                response=response,
-                backend=self,
+            logger.warning(
+                "resend.batch_ids_unreadable status=%s emails=%s ids=%s key=%s",
+                response.status_code,
+                len(messages),
+                len(ids),
+                idempotency_key,
             )
+            return [""] * len(messages)
         return ids
 
 

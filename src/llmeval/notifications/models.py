@@ -28,6 +28,9 @@ class Notification(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=64, blank=True, default="")
+    # Rows in the batch when it was claimed, which decides how it is sent again:
+    # through the batch endpoint above 1. 0 for a row claimed before batches.
+    batch_size = models.PositiveSmallIntegerField(default=0)
     provider_message_id = models.CharField(max_length=200, blank=True, default="")
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

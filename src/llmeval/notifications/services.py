@@ -36,16 +36,27 @@ class Batch:
     notifications: list[Notification]
 
     @property
+    def size(self) -> int:
+        """The number of rows when the batch was claimed, which rows deleted since do not change."""
+        return max(notification.batch_size for notification in self.notifications)
+
+    @property
+    def uses_batch_endpoint(self) -> bool:
+        return self.size > 1
+
+    @property
     def idempotency_key(self) -> str:
-        # A batch of one keeps the key of its notification, which is what a
-        # single send used before batches existed, so old claims resend safely.
-        if len(self.notifications) == 1:
+        # A batch of one is sent alone under its notification's key, as every
+        # email was before batches existed, so older claims are sent again safely.
+        if not self.uses_batch_endpoint:
             return self.notifications[0].idempotency_key
         return f"llmeval-batch-{self.id}"
 
     @property
     def attempts(self) -> int:
-        return max(notification.attempts for notification in self.notifications)
+        # The fewest, so a row left with attempts by the sender before batches
+        # cannot use up the attempts of rows that join it in a new batch.
+        return min(notification.attempts for notification in self.notifications)
 
 
 def enqueue_notification(notification_id: uuid.UUID) -> bool:
@@ -138,6 +149,7 @@ def claim_batch(limit: int) -> Batch | None:
         Notification.objects.filter(pk__in=ids).update(
             status=NotificationStatus.SENDING,
             claimed_by=batch_id,
+            batch_size=len(ids),
             attempts=F("attempts") + 1,
             lease_expires_at=lease,
         )
@@ -154,6 +166,8 @@ def _load(batch_id: str) -> Batch | None:
 
 
 def _in_batch(batch: Batch) -> QuerySet[Notification]:
+    # NOTE: this matches the batch id, not the claim, so a worker that stalls
+    # past the lease could still update rows that another worker has re-claimed.
     return Notification.objects.filter(status=NotificationStatus.SENDING, claimed_by=batch.id)
 
 
@@ -167,8 +181,13 @@ def renew(batch: Batch) -> None:
         notification.attempts += 1
 
 
+def extend_lease(batch: Batch) -> None:
+    """Extend the batch's lease without counting an attempt, as after a 429 response."""
+    _in_batch(batch).update(lease_expires_at=timezone.now() + timedelta(seconds=SEND_LEASE_SECONDS))
+
+
 def mark_sent(batch: Batch, message_ids: dict[uuid.UUID, str]) -> int:
-    """Record the batch as sent, each row with its provider message id."""
+    """Record the batch as sent, each row with its provider message id ("" when unknown)."""
     if not message_ids:
         return 0
     return _in_batch(batch).update(
@@ -213,4 +232,9 @@ def split(batch: Batch, error: str) -> None:
     for notification in batch.notifications:
         Notification.objects.filter(
             pk=notification.pk, status=NotificationStatus.SENDING, claimed_by=batch.id
-        ).update(claimed_by=str(uuid7()), last_error=error[:MAX_ERROR_CHARS], lease_expires_at=now)
+        ).update(
+            claimed_by=str(uuid7()),
+            batch_size=1,
+            last_error=error[:MAX_ERROR_CHARS],
+            lease_expires_at=now,
+        )

@@ -20,6 +20,7 @@ from typing import Any
 
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMessage, mailers
 
@@ -45,6 +46,11 @@ TASK_TIME_LIMIT_SECONDS = SENDER_TURN_SECONDS + SENDER_LEASE_SECONDS
 RETRY_IN_PLACE_SECONDS = 5.0
 # Added to a delayed batch's countdown so its lease has expired when the task runs.
 LEASE_MARGIN_SECONDS = 1.0
+# 429 responses in a row that the sender waits out in place. They count no
+# attempt, because the provider did not process the request.
+RATE_LIMITED_RETRIES_IN_PLACE = 10
+# Resend's error name for a known Idempotency-Key sent with another body.
+KEY_USED_WITH_ANOTHER_BODY = "invalid_idempotent_request"
 
 
 class NotificationSendError(Exception):
@@ -55,11 +61,24 @@ class NotificationSendError(Exception):
         permanent: bool,
         status: int | None = None,
         retry_after: float | None = None,
+        error_name: str = "",
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.status = status
         self.retry_after = retry_after
+        self.error_name = error_name
+
+    @property
+    def already_accepted(self) -> bool:
+        """Whether the provider accepted an earlier request under this key.
+
+        Resend returns 409 ``invalid_idempotent_request`` when a key that it
+        stored, which it does for an accepted request, comes back with another
+        body. That happens when the batch lost a row, or its text changed,
+        between attempts, and its emails were already sent.
+        """
+        return self.status == 409 and self.error_name == KEY_USED_WITH_ANOTHER_BODY
 
 
 @project_task(name="notifications.send", queue=QUEUE_NOTIFY, time_limit=TASK_TIME_LIMIT_SECONDS)
@@ -120,27 +139,61 @@ def _send_batch(batch: services.Batch, lock: LeaseLock) -> None:
     if not messages:
         return
 
+    message_ids = _deliver_with_retries(batch, messages, lock)
+    if message_ids is None:
+        return
+    sent = services.mark_sent(batch, message_ids)
+    logger.info(
+        "notification.sent batch=%s emails=%s attempt=%s provider=%s",
+        batch.id,
+        sent,
+        batch.attempts,
+        settings.EMAIL_PROVIDER,
+    )
+
+
+def _deliver_with_retries(
+    batch: services.Batch, messages: dict[uuid.UUID, EmailMessage], lock: LeaseLock
+) -> dict[uuid.UUID, str] | None:
+    """Send the batch, waiting out short delays in place; return the provider ids.
+
+    Return None when the batch was failed, split or delayed instead.
+    """
+    rate_limited = 0
     while True:
         _wait_for_send_slot(lock)
         try:
-            message_ids = _deliver(batch, messages)
+            return _deliver(batch, messages)
         except NotificationSendError as exc:
-            wait = _handle_send_error(batch, exc)
-            if wait is None:
-                return
-            time.sleep(wait)
-            lock.extend()
+            error = exc
+
+        if error.already_accepted:
+            logger.warning(
+                "notification.sent_earlier batch=%s emails=%s key=%s error=%s",
+                batch.id,
+                len(messages),
+                batch.idempotency_key,
+                error,
+            )
+            return dict.fromkeys(messages, "")
+        if error.status == 429 and rate_limited < RATE_LIMITED_RETRIES_IN_PLACE:
+            rate_limited += 1
+            wait = error.retry_after if error.retry_after is not None else 1.0
+            logger.warning(
+                "notification.rate_limited batch=%s emails=%s countdown=%.1f",
+                batch.id,
+                len(messages),
+                wait,
+            )
+            services.extend_lease(batch)
+        else:
+            delay = _handle_send_error(batch, error)
+            if delay is None:
+                return None
+            wait = delay
             services.renew(batch)
-            continue
-        sent = services.mark_sent(batch, message_ids)
-        logger.info(
-            "notification.sent batch=%s emails=%s attempt=%s provider=%s",
-            batch.id,
-            sent,
-            batch.attempts,
-            settings.EMAIL_PROVIDER,
-        )
-        return
+        time.sleep(wait)
+        lock.extend()
 
 
 def _build_messages(batch: services.Batch) -> dict[uuid.UUID, EmailMessage]:
@@ -153,6 +206,8 @@ def _build_messages(batch: services.Batch) -> dict[uuid.UUID, EmailMessage]:
             if check_message is not None:
                 check_message(message)
             messages[notification.pk] = message
+        except SoftTimeLimitExceeded:
+            raise
         except Exception as exc:
             # It would fail the same way on every attempt, so it is recorded, not retried.
             logger.exception("notification.internal_error notification=%s", notification.pk)
@@ -178,7 +233,7 @@ def _deliver(
     connection = mailers.default
     send_batch = getattr(connection, "send_batch", None)
     try:
-        if send_batch is not None and len(messages) > 1:
+        if send_batch is not None and batch.uses_batch_endpoint:
             ids = send_batch(list(messages.values()), batch.idempotency_key)
             return dict(zip(messages, ids, strict=True))
         message_ids: dict[uuid.UUID, str] = {}
@@ -196,6 +251,7 @@ def _deliver(
             permanent=status is not None and status not in TRANSIENT_HTTP_STATUSES,
             status=status,
             retry_after=_retry_after(exc),
+            error_name=_error_name(exc),
         ) from None
     except AnymailAPIError as exc:
         raise NotificationSendError(f"email provider error: {exc}", permanent=True) from None
@@ -218,6 +274,17 @@ def _retry_after(exc: AnymailRequestsAPIError) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def _error_name(exc: AnymailRequestsAPIError) -> str:
+    """Return the ``name`` field of a Resend error body, or "" when there is none."""
+    if exc.response is None:
+        return ""
+    try:
+        body = exc.response.json()
+    except ValueError:
+        return ""
+    return str(body.get("name", "")) if isinstance(body, dict) else ""
 
 
 def _handle_send_error(batch: services.Batch, exc: NotificationSendError) -> float | None:
