@@ -68,7 +68,9 @@ print(json.dumps({"by_status": by_status, "last_sent": last.timestamp() if last 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--emails", type=int, default=1000)
+    parser.add_argument(
+        "--emails", type=int, default=1000, help="finished evaluations in the burst (default 1000)"
+    )
     parser.add_argument("--rate-limit", type=int, default=2, help="provider requests per second")
     parser.add_argument("--timeout", type=int, default=120, help="seconds before giving up")
     args = parser.parse_args()
@@ -78,7 +80,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="llmeval-bench-email-"))
     stack = ServiceStack(
         database="llmeval_bench_email",
-        redis_db=7,
+        redis_db=5,
         workdir=workdir,
         extra_env={
             "EMAIL_PROVIDER": "resend",

@@ -187,7 +187,9 @@ def describe(name: str, outcome: dict[str, object], count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=500)
+    parser.add_argument(
+        "--prompts", type=int, default=500, help="prompts sent by each side (default 500)"
+    )
     parser.add_argument("--latency-ms", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=32, help="max_tokens of each request")
