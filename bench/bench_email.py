@@ -7,7 +7,7 @@ the completion path does. It measures the time until the service's notify
 worker (a Celery threads worker, as ``llmeval run`` starts it) has recorded the
 last email as sent. The ceiling is the provider's: 2 requests per second of 100 emails
 each is 200 emails per second. Prints the rate, its ratio to that ceiling, the
-requests and 429 answers, and whether each email arrived exactly once.
+requests and 429 responses, and whether each email arrived exactly once.
 """
 
 from __future__ import annotations
@@ -92,11 +92,7 @@ def main() -> None:
     )
     try:
         stack.prepare()
-        stack.manage(
-            "shell",
-            "-c",
-            "from llmeval.evaluations.models import Evaluation; Evaluation.objects.all().delete()",
-        )
+        stack.delete_evaluations()
         stack.start_worker("notify", "notify,maintenance", "threads", 4)
         time.sleep(3)
 

@@ -10,9 +10,6 @@ its ratio to ideal (target: at least 0.9), the provider's 429 count (target:
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from service_stack import ServiceStack, post_concurrently
+from service_stack import (
+    ServiceStack,
+    post_concurrently,
+    provider_stats,
+    start_fake_provider,
+    write_remote_model,
+)
 
 from llmeval.launcher import REMOTE_WORKER_POOL_SIZE
 
@@ -30,31 +33,6 @@ BODY: dict[str, object] = {
     "model": MODEL,
     "max_new_tokens": 32,
 }
-
-
-def start_fake_provider(
-    latency_ms: int, concurrency: int, seconds: int
-) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("fake_provider.py")),
-         "--latency-ms", str(latency_ms), "--max-concurrency", str(concurrency),
-         "--tokens", "32", "--duration", str(seconds)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    first_line = process.stdout.readline().strip()
-    if not first_line.startswith("listening on "):
-        process.kill()
-        raise RuntimeError(f"the fake provider did not start: {first_line!r}")
-    return process, first_line.removeprefix("listening on ")
-
-
-def provider_stats(url: str) -> dict[str, int]:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=5)
-    connection.request("GET", "/stats")
-    stats: dict[str, int] = json.loads(connection.getresponse().read())
-    return stats
 
 
 def main() -> None:
@@ -85,11 +63,7 @@ def main() -> None:
 
     fake, fake_url = start_fake_provider(args.latency_ms, args.concurrency, args.timeout + 120)
     workdir = Path(tempfile.mkdtemp(prefix="llmeval-bench-e2e-"))
-    models = workdir / "models.toml"
-    models.write_text(
-        f'default = "{MODEL}"\n\n[models.{MODEL}]\nprovider = "huggingface"\n'
-        f'base_url = "{fake_url}/v1"\nmodel_id = "fake"\nmax_concurrency = {args.concurrency}\n'
-    )
+    models = write_remote_model(workdir, MODEL, f"{fake_url}/v1", args.concurrency)
     stack = ServiceStack(
         database="llmeval_bench_e2e",
         redis_db=6,
@@ -98,31 +72,17 @@ def main() -> None:
     )
     try:
         stack.prepare()
-        stack.manage(
-            "shell",
-            "-c",
-            "from llmeval.evaluations.models import Evaluation; Evaluation.objects.all().delete()",
-        )
+        stack.delete_evaluations()
         key = stack.create_api_key("bench")
         stack.start_api(workers=2)
-        # As in llmeval run, only the workers pool their database connections.
-        stack.env["DATABASE_POOL_SIZE"] = str(args.pool_size)
-        threads = args.threads or -(-3 * args.concurrency // (2 * args.workers))
-        for index in range(args.workers):
-            stack.start_worker(f"remote{index}", "generate.remote", "threads", threads)
+        stack.start_remote_workers(args.concurrency, args.workers, args.threads, args.pool_size)
         time.sleep(3)
         cpu_before = stack.cpu_seconds()
 
         started = time.monotonic()
         post_concurrently(stack.port, "/api/evaluate", BODY, key, args.evaluations, args.clients)
         submitted = time.monotonic() - started
-        finished = "status IN ('completed', 'failed')"
-        deadline = started + args.timeout
-        while stack.count(finished) < args.evaluations:
-            stack.check_running()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the evaluations did not finish within {args.timeout} s")
-            time.sleep(0.1)
+        stack.wait_until_finished(args.evaluations, started + args.timeout)
         elapsed = time.monotonic() - started
         cpu = stack.cpu_seconds() - cpu_before
         failed = stack.count("status = 'failed'")

@@ -28,8 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_end_to_end import provider_stats, start_fake_provider
-from service_stack import ServiceStack, post_concurrently
+from service_stack import (
+    ServiceStack,
+    post_concurrently,
+    provider_stats,
+    start_fake_provider,
+    write_remote_model,
+)
 
 BENCH = Path(__file__).resolve().parent
 PEER_VENV = BENCH / ".venv-inspect"
@@ -102,7 +107,9 @@ def run_inspect(
             argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=args.timeout
         )
         if result.returncode != 0:
-            raise RuntimeError(f"Inspect AI failed:\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"Inspect AI failed with exit code {result.returncode}:\n{result.stderr[-3000:]}"
+            )
         outcome: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
         outcome["provider"] = provider_stats(fake_url)
     finally:
@@ -113,11 +120,7 @@ def run_inspect(
 
 def run_service(texts: list[str], workdir: Path, args: argparse.Namespace) -> dict[str, object]:
     fake, fake_url = start_fake_provider(args.latency_ms, args.concurrency, args.timeout + 60)
-    models = workdir / "models.toml"
-    models.write_text(
-        f'default = "{MODEL}"\n\n[models.{MODEL}]\nprovider = "huggingface"\n'
-        f'base_url = "{fake_url}/v1"\nmodel_id = "fake"\nmax_concurrency = {args.concurrency}\n'
-    )
+    models = write_remote_model(workdir, MODEL, f"{fake_url}/v1", args.concurrency)
     stack = ServiceStack(
         database="llmeval_bench_peer",
         redis_db=8,
@@ -135,26 +138,15 @@ def run_service(texts: list[str], workdir: Path, args: argparse.Namespace) -> di
     ]
     try:
         stack.prepare()
-        stack.manage(
-            "shell",
-            "-c",
-            "from llmeval.evaluations.models import Evaluation; Evaluation.objects.all().delete()",
-        )
+        stack.delete_evaluations()
         key = stack.create_api_key("bench")
         stack.start_api(workers=2)
-        threads = -(-args.concurrency // args.workers)
-        for index in range(args.workers):
-            stack.start_worker(f"remote{index}", "generate.remote", "threads", threads)
+        stack.start_remote_workers(args.concurrency, args.workers)
         time.sleep(3)
 
         started = time.monotonic()
         post_concurrently(stack.port, "/api/evaluate", bodies, key, len(bodies), args.clients)
-        deadline = started + args.timeout
-        while stack.count("status IN ('completed', 'failed')") < len(bodies):
-            stack.check_running()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the evaluations did not finish within {args.timeout} s")
-            time.sleep(0.05)
+        stack.wait_until_finished(len(bodies), started + args.timeout, poll_seconds=0.05)
         seconds = time.monotonic() - started
         failed = stack.count("status = 'failed'")
         passed = stack.count("passed")

@@ -36,11 +36,7 @@ def main() -> None:
     )
     try:
         stack.prepare()
-        stack.manage(
-            "shell",
-            "-c",
-            "from llmeval.evaluations.models import Evaluation; Evaluation.objects.all().delete()",
-        )
+        stack.delete_evaluations()
         key = stack.create_api_key("bench")
         # Two gthread workers of 8 threads: the API configuration of llmeval run.
         stack.start_api(workers=2)

@@ -27,6 +27,8 @@ import psycopg
 import redis
 from psycopg import sql
 
+from llmeval.launcher import REMOTE_WORKER_POOL_SIZE
+
 PYTHON = sys.executable
 POSTGRES_URL = "postgres://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379"
@@ -136,6 +138,14 @@ class ServiceStack:
         flush_redis(self.broker_url)
         self.manage("migrate", "--noinput")
 
+    def delete_evaluations(self) -> None:
+        """Delete the evaluations (and their notifications) left by an earlier run."""
+        self.manage(
+            "shell",
+            "-c",
+            "from llmeval.evaluations.models import Evaluation; Evaluation.objects.all().delete()",
+        )
+
     def manage(self, *args: str) -> str:
         """Run ``python -m llmeval ARGS`` with the stack's settings and return its stdout."""
         argv = [PYTHON, "-m", "llmeval", *args]
@@ -188,6 +198,32 @@ class ServiceStack:
                 "-n", f"{name}@%h",
             ],
         )  # fmt: skip
+
+    def start_remote_workers(
+        self,
+        max_concurrency: int,
+        workers: int = 2,
+        threads: int = 0,
+        pool_size: int = REMOTE_WORKER_POOL_SIZE,
+    ) -> None:
+        """Start threads workers for generate.remote, configured as ``llmeval run`` does.
+
+        Without ``threads``, the workers share 3/2 of ``max_concurrency`` in threads,
+        so threads with a claimed row wait for a slot instead of for a message.
+        Only the workers get the connection pool (``pool_size``, 0 for none).
+        """
+        threads = threads or -(-3 * max_concurrency // (2 * workers))
+        self.env["DATABASE_POOL_SIZE"] = str(pool_size)
+        for index in range(workers):
+            self.start_worker(f"remote{index}", "generate.remote", "threads", threads)
+
+    def wait_until_finished(self, count: int, deadline: float, poll_seconds: float = 0.1) -> None:
+        """Wait until ``count`` evaluations are completed or failed, or raise TimeoutError."""
+        while self.count("status IN ('completed', 'failed')") < count:
+            self.check_running()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the evaluations did not finish by the deadline ({count=})")
+            time.sleep(poll_seconds)
 
     def cpu_seconds(self) -> float:
         """Return the CPU time used so far by every started process and its children."""
@@ -292,6 +328,43 @@ def _tree_cpu_seconds(pid: int) -> float:
     children_file = Path(f"/proc/{pid}/task/{pid}/children")
     children = children_file.read_text().split() if children_file.exists() else []
     return own + sum(_tree_cpu_seconds(int(child)) for child in children)
+
+
+def start_fake_provider(
+    latency_ms: int, max_concurrency: int, seconds: int, tokens: int = 32
+) -> tuple[subprocess.Popen[str], str]:
+    """Start bench/fake_provider.py in a process of its own; return the process and its URL."""
+    process = subprocess.Popen(
+        [PYTHON, str(Path(__file__).with_name("fake_provider.py")),
+         "--latency-ms", str(latency_ms), "--max-concurrency", str(max_concurrency),
+         "--tokens", str(tokens), "--duration", str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    first_line = process.stdout.readline().strip()
+    if not first_line.startswith("listening on "):
+        process.kill()
+        raise RuntimeError(f"the fake provider did not start: {first_line!r}")
+    return process, first_line.removeprefix("listening on ")
+
+
+def provider_stats(url: str) -> dict[str, int]:
+    """Return the counters of a fake provider started by ``start_fake_provider``."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection.request("GET", "/stats")
+    stats: dict[str, int] = json.loads(connection.getresponse().read())
+    return stats
+
+
+def write_remote_model(workdir: Path, name: str, base_url: str, max_concurrency: int) -> Path:
+    """Write a models file whose default model ``name`` is served at ``base_url``; return it."""
+    path = workdir / "models.toml"
+    path.write_text(
+        f'default = "{name}"\n\n[models.{name}]\nprovider = "huggingface"\n'
+        f'base_url = "{base_url}"\nmodel_id = "fake"\nmax_concurrency = {max_concurrency}\n'
+    )
+    return path
 
 
 def percentile(values: list[float], fraction: float) -> float:
