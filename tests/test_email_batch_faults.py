@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
+from django.core.mail import mailers
 from django.utils import timezone
 
 from llmeval.evaluations.models import Evaluation
@@ -19,8 +20,8 @@ from llmeval.notifications.emails import build_message
 from llmeval.notifications.models import Notification, NotificationStatus
 from llmeval.notifications.tasks import flush_notifications
 from tests import test_email_batches as batch_tests
-from tests.fakes.http import RecordingServer, Reply
-from tests.test_email_batches import finished_notifications, use_resend
+from tests.fakes.http import Reply
+from tests.test_email_batches import finished_notifications, scripted_resend
 
 # The fixtures of the batch tests, shared by the tests below.
 resend_api = batch_tests.resend_api
@@ -46,7 +47,8 @@ def send_then_lose_worker() -> services.Batch:
     """Claim a batch and send it, as a worker that dies before recording the outcome."""
     batch = services.claim_batch(limit=100)
     assert batch is not None
-    tasks._deliver(batch, tasks._build_messages(batch))
+    connection = mailers.default
+    tasks._deliver(batch, tasks._build_messages(batch, connection), connection)
     return batch
 
 
@@ -105,13 +107,9 @@ def test_changed_batch_recorded_as_sent(fast_resend, no_backoff, settings, chang
     ids=["fewer_ids", "non_json"],
 )
 def test_accepted_batch_recorded_as_sent(settings, reply):
-    server = RecordingServer(lambda request: reply).start()
-    use_resend(settings, server.url, rate_limit=1000)
-    try:
+    with scripted_resend(settings, lambda request: reply) as server:
         finished_notifications(2)
         flush_notifications.apply()
-    finally:
-        server.stop()
 
     [request] = server.recorded()
     assert request.path == "/emails/batch"
@@ -122,11 +120,9 @@ def test_accepted_batch_recorded_as_sent(settings, reply):
 
 def test_legacy_row_spares_fresh_rows(settings, no_backoff):
     replies = iter([Reply(status=500, body={"name": "application_error"})])
-    server = RecordingServer(
-        lambda request: next(replies, None) or Reply(body={"data": [{"id": "x"}] * 3})
-    ).start()
-    use_resend(settings, server.url, rate_limit=1000)
-    try:
+    accepted = Reply(body={"data": [{"id": "x"}] * 3})
+
+    with scripted_resend(settings, lambda request: next(replies, None) or accepted):
         fresh = finished_notifications(2)
         # The per-email sender before batches put a row back to pending after a
         # transient error, keeping its attempts.
@@ -135,8 +131,6 @@ def test_legacy_row_spares_fresh_rows(settings, no_backoff):
             attempts=settings.NOTIFICATION_MAX_ATTEMPTS - 1
         )
         flush_notifications.apply()
-    finally:
-        server.stop()
 
     for notification in fresh:
         notification.refresh_from_db()
@@ -168,16 +162,12 @@ def test_rate_limit_answers_count_no_attempt(settings, no_backoff):
         headers={"Retry-After": "0"},
     )
     replies = iter([limited] * settings.NOTIFICATION_MAX_ATTEMPTS)
-    server = RecordingServer(
-        lambda request: next(replies, None) or Reply(body={"data": [{"id": "x"}] * 3})
-    ).start()
+    accepted = Reply(body={"data": [{"id": "x"}] * 3})
+
     # Another sender on the same Resend team key uses up the shared rate.
-    use_resend(settings, server.url, rate_limit=1000)
-    try:
+    with scripted_resend(settings, lambda request: next(replies, None) or accepted):
         finished_notifications(3)
         flush_notifications.apply()
-    finally:
-        server.stop()
 
     # A 429 means Resend did not process the request, so it should not count as an attempt.
     statuses = set(Notification.objects.values_list("status", flat=True))

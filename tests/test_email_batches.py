@@ -7,17 +7,19 @@ idempotency keys and enforces a rate limit per API key, as the real API does.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from bench.fake_resend import FakeResendApi, FakeResendServer
+from django.core.mail import mailers
 from django.utils import timezone
 
 from llmeval.evaluations.models import Evaluation, Status
 from llmeval.notifications import services, tasks
 from llmeval.notifications.models import Notification, NotificationStatus
 from llmeval.notifications.tasks import flush_notifications, send_notification
-from tests.fakes.http import RecordedRequest, RecordingServer, Reply
+from tests.fakes.http import Handler, RecordedRequest, RecordingServer, Reply
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +33,17 @@ def use_resend(settings: object, url: str, rate_limit: int) -> None:
     }
     settings.DEFAULT_FROM_EMAIL = "Evals <evals@example.com>"  # type: ignore[attr-defined]
     settings.EMAIL_RATE_LIMIT_PER_SECOND = rate_limit  # type: ignore[attr-defined]
+
+
+@contextmanager
+def scripted_resend(settings: object, handler: Handler) -> Iterator[RecordingServer]:
+    """Serve Resend's API with ``handler`` building each reply, with no send rate limit."""
+    server = RecordingServer(handler).start()
+    use_resend(settings, server.url, rate_limit=1000)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -176,13 +189,9 @@ def test_lost_response_resent_with_same_key(settings, resend_api):
             return Reply(drop_connection=True)
         return Reply(status=status, body=body, headers=headers)
 
-    server = RecordingServer(accept_then_drop_first).start()
-    use_resend(settings, server.url, rate_limit=1000)
-    try:
+    with scripted_resend(settings, accept_then_drop_first) as server:
         finished_notifications(3)
         flush_notifications.apply()
-    finally:
-        server.stop()
 
     first, second = server.recorded()
     assert first.headers["idempotency-key"] == second.headers["idempotency-key"] == dropped[0]
@@ -201,7 +210,8 @@ def test_dead_worker_batch_resent_whole(fake_resend, resend_api, settings):
     # A worker claims a batch, sends it, and dies before recording the outcome.
     batch = services.claim_batch(limit=100)
     assert batch is not None
-    tasks._deliver(batch, tasks._build_messages(batch))
+    connection = mailers.default
+    tasks._deliver(batch, tasks._build_messages(batch, connection), connection)
     finished_notifications(2)  # ready after the claim: not part of that batch
     Notification.objects.filter(claimed_by=batch.id).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
@@ -220,18 +230,14 @@ def test_dead_worker_batch_resent_whole(fake_resend, resend_api, settings):
 
 
 def test_forbidden_batch_fails_whole(settings):
-    server = RecordingServer(
-        lambda request: Reply(
-            status=403,
-            body={"statusCode": 403, "name": "validation_error", "message": "API key is invalid"},
-        )
-    ).start()
-    use_resend(settings, server.url, rate_limit=1000)
-    try:
+    forbidden = Reply(
+        status=403,
+        body={"statusCode": 403, "name": "validation_error", "message": "API key is invalid"},
+    )
+
+    with scripted_resend(settings, lambda request: forbidden) as server:
         finished_notifications(3)
         flush_notifications.apply()
-    finally:
-        server.stop()
 
     [request] = server.recorded()
     assert request.path == "/emails/batch"
