@@ -23,6 +23,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMessage, mailers
+from django.core.mail.backends.base import BaseEmailBackend
 
 from llmeval.celery import app
 from llmeval.celery_config import QUEUE_NOTIFY
@@ -115,31 +116,28 @@ def send_ready_notifications() -> None:
 
 def _send_batches(lock: LeaseLock) -> bool:
     """Send batches until none is ready (return False) or this turn is over (return True)."""
-    limit = _batch_limit()
+    # One email backend for the whole turn; mailers.default builds a new one on each access.
+    connection = mailers.default
+    backend_limit = int(getattr(connection, "batch_limit", 1))
+    limit = max(1, min(settings.EMAIL_BATCH_SIZE, backend_limit))
     deadline = time.monotonic() + SENDER_TURN_SECONDS
     while time.monotonic() < deadline:
         batch = services.claim_batch(limit)
         if batch is None:
             return False
-        _send_batch(batch, lock)
+        _send_batch(batch, connection, lock)
     return True
 
 
-def _batch_limit() -> int:
-    connection = mailers.default
-    backend_limit = int(getattr(connection, "batch_limit", 1))
-    return max(1, min(settings.EMAIL_BATCH_SIZE, backend_limit))
-
-
-def _send_batch(batch: services.Batch, lock: LeaseLock) -> None:
+def _send_batch(batch: services.Batch, connection: BaseEmailBackend, lock: LeaseLock) -> None:
     if batch.attempts > settings.NOTIFICATION_MAX_ATTEMPTS:
         services.mark_failed(batch, f"gave up after {batch.attempts - 1} attempts")
         return
-    messages = _build_messages(batch)
+    messages = _build_messages(batch, connection)
     if not messages:
         return
 
-    message_ids = _deliver_with_retries(batch, messages, lock)
+    message_ids = _deliver_with_retries(batch, messages, connection, lock)
     if message_ids is None:
         return
     sent = services.mark_sent(batch, message_ids)
@@ -153,7 +151,10 @@ def _send_batch(batch: services.Batch, lock: LeaseLock) -> None:
 
 
 def _deliver_with_retries(
-    batch: services.Batch, messages: dict[uuid.UUID, EmailMessage], lock: LeaseLock
+    batch: services.Batch,
+    messages: dict[uuid.UUID, EmailMessage],
+    connection: BaseEmailBackend,
+    lock: LeaseLock,
 ) -> dict[uuid.UUID, str] | None:
     """Send the batch, waiting out short delays in place; return the provider ids.
 
@@ -163,7 +164,7 @@ def _deliver_with_retries(
     while True:
         _wait_for_send_slot(lock)
         try:
-            return _deliver(batch, messages)
+            return _deliver(batch, messages, connection)
         except NotificationSendError as exc:
             error = exc
 
@@ -196,10 +197,12 @@ def _deliver_with_retries(
         lock.extend()
 
 
-def _build_messages(batch: services.Batch) -> dict[uuid.UUID, EmailMessage]:
+def _build_messages(
+    batch: services.Batch, connection: BaseEmailBackend
+) -> dict[uuid.UUID, EmailMessage]:
     """Render each email of the batch, and fail alone a row whose email cannot be built."""
     messages: dict[uuid.UUID, EmailMessage] = {}
-    check_message = getattr(mailers.default, "check_message", None)
+    check_message = getattr(connection, "check_message", None)
     for notification in batch.notifications:
         try:
             message = build_message(notification)
@@ -227,10 +230,9 @@ def _wait_for_send_slot(lock: LeaseLock) -> None:
 
 
 def _deliver(
-    batch: services.Batch, messages: dict[uuid.UUID, EmailMessage]
+    batch: services.Batch, messages: dict[uuid.UUID, EmailMessage], connection: BaseEmailBackend
 ) -> dict[uuid.UUID, str]:
     """Send the batch's emails in one request when the backend can; return the provider ids."""
-    connection = mailers.default
     send_batch = getattr(connection, "send_batch", None)
     try:
         if send_batch is not None and batch.uses_batch_endpoint:
