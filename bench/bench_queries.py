@@ -7,7 +7,8 @@ counts the SQL statements that Django sends:
 - a submission, ``POST /api/evaluate`` through Django's test client, with and
   without a recipient email, after one warm-up request. The warm-up writes the
   key's ``last_used_at`` (at most once a minute) and fills the process's key
-  cache (``AUTH_CACHE_SECONDS``), so the counted requests do no key lookup;
+  cache (``AUTH_CACHE_SECONDS``, 0 turns it off), so with the default the
+  counted requests do no key lookup;
 - a worker evaluation, the real ``evaluations.generate`` task run in this
   process against bench/fake_provider.py, from claim to stored result;
 - a list page, ``GET /api/evaluate``, with 10 and with 50 rows per page, and

@@ -103,7 +103,7 @@ def test_rate_limited_then_sent_with_same_key(fake_resend, finished_notification
     finished_notification.refresh_from_db()
     assert finished_notification.status == "sent"
     assert finished_notification.provider_message_id == "resend-after-429"
-    # Resend did not process the request it answered with 429, so no attempt is counted.
+    # Resend did not process the request that got the 429, so no attempt is counted.
     assert finished_notification.attempts == 1
 
 

@@ -177,8 +177,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 NOTIFICATION_MAX_ATTEMPTS = env.int("NOTIFICATION_MAX_ATTEMPTS", 5, minimum=1, maximum=20)
 # Resend's default limit is 2 requests per second per team; the limit applies across all workers.
 EMAIL_RATE_LIMIT_PER_SECOND = env.int("EMAIL_RATE_LIMIT_PER_SECOND", 2, minimum=1)
-# Emails per request to a provider with a batch endpoint (Resend takes up to 100);
-# other backends send one email per request whatever this says.
+# Emails per request to a provider with a batch endpoint (Resend accepts up to 100).
+# Other backends send one email per request whatever the value.
 EMAIL_BATCH_SIZE = env.int("EMAIL_BATCH_SIZE", 100, minimum=1, maximum=100)
 
 # Email.

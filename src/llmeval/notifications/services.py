@@ -130,10 +130,10 @@ def claim_batch(limit: int) -> Batch | None:
         .first()
     )
     if stalled_id is not None:
-        taken = Notification.objects.filter(_stalled(now), claimed_by=stalled_id).update(
+        reclaimed = Notification.objects.filter(_stalled(now), claimed_by=stalled_id).update(
             attempts=F("attempts") + 1, lease_expires_at=lease
         )
-        if taken:
+        if reclaimed:
             return _load(stalled_id)
 
     batch_id = str(uuid7())
